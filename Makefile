@@ -1,0 +1,27 @@
+# The two commands of the README. Both create the virtual environment on first use.
+#   make demo   the main job (fercomp pipeline) on the built-in synthetic data
+#   make test   the test suite
+# VENV can point elsewhere (CI keeps one cached outside the clone, keyed by the lock file).
+
+PYTHON ?= python3
+VENV ?= .venv
+LOCK := requirements.lock
+STAMP := $(VENV)/.fercomp-deps
+
+.PHONY: demo test install
+
+$(STAMP): $(LOCK)
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q -r $(LOCK)
+	touch $(STAMP)
+
+install: $(STAMP)
+	$(VENV)/bin/python -m pip install -q --no-deps --no-build-isolation -e .
+
+demo: install
+	$(VENV)/bin/fercomp pipeline
+
+# pytest exits 5 when it collected no test: say so instead of failing obscurely.
+test: install
+	$(VENV)/bin/python -m pytest -q; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; fi; exit $$rc

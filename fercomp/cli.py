@@ -1,0 +1,275 @@
+"""The `fercomp` command line: thin Typer wrappers over the library functions.
+
+Each command maps flags to a config, calls one library function and renders the result. A
+user's mistake (FercompError, or a flag Click rejects) prints one line on stderr and exits 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.table import Table
+
+from . import __version__
+from .errors import ConfigError, FercompError
+from .ui import console
+
+try:  # Typer >= 0.20 vendors Click as typer._click
+    from typer._click.exceptions import ClickException
+except ImportError:  # older Typer depends on Click itself
+    from click.exceptions import ClickException
+
+app = typer.Typer(
+    name="fercomp",
+    help="Train, compress, export and benchmark facial-emotion-recognition models for the edge.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Inspect data sources.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+DATA_HELP = "fer2013.csv, an .npz, an image folder, or 'synthetic' (default: synthetic faces)"
+
+
+def _parse_model_args(items: list[str]) -> dict[str, Any]:
+    """--model-arg width=32 --model-arg dropout=0.3 -> {'width': 32, 'dropout': 0.3}."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--model-arg expects KEY=VALUE (got {item!r})")
+        try:
+            out[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.strip()] = raw
+    return out
+
+
+def _class_map(text: Optional[str]) -> Optional[dict[str, str]]:
+    if not text:
+        return None
+    from .data import parse_class_map
+
+    return parse_class_map(text)
+
+
+def _pct(x: Optional[float]) -> str:
+    return "—" if x is None else f"{100 * x:.2f}%"
+
+
+@app.command()
+def train(
+    model: str = typer.Option("separable_cnn", help="registry name (see `fercomp models`)"),
+    data: Optional[str] = typer.Option(None, help=DATA_HELP),
+    labels: str = typer.Option("fer2013", help="fer2013 | ferplus (majority vote) | ferplus-soft"),
+    ferplus_csv: Optional[str] = typer.Option(None, help="fer2013new.csv with FER+ votes (for --labels ferplus*)"),
+    class_map: Optional[str] = typer.Option(None, help="folder=class,... e.g. 'anger=angry,contempt=contempt,neutral=drop'"),
+    epochs: Optional[int] = typer.Option(None, help="epochs (default: the model's recommended)"),
+    batch_size: Optional[int] = typer.Option(None),
+    lr: Optional[float] = typer.Option(None, help="peak learning rate"),
+    optimizer: Optional[str] = typer.Option(None, help="sgd | adamw"),
+    schedule: Optional[str] = typer.Option(None, help="cosine | step | plateau | constant"),
+    weight_decay: Optional[float] = typer.Option(None),
+    label_smoothing: Optional[float] = typer.Option(None),
+    augment: Optional[str] = typer.Option(None, help="none | flip | geometric | strong"),
+    warmup_epochs: Optional[int] = typer.Option(None),
+    class_weights: bool = typer.Option(False, "--class-weights", help="weight the loss by inverse class frequency"),
+    balanced_sampler: bool = typer.Option(False, "--balanced-sampler", help="sample batches class-balanced"),
+    early_stop: Optional[int] = typer.Option(None, help="stop after N epochs without val improvement"),
+    seed: int = typer.Option(0),
+    threads: Optional[int] = typer.Option(None, help="torch CPU threads"),
+    channels_last: bool = typer.Option(True, "--channels-last/--no-channels-last", help="NHWC activations (faster on CPU)"),
+    out: Optional[str] = typer.Option(None, help="run folder (default artifacts/<model>[-N])"),
+    resume: Optional[str] = typer.Option(None, help="continue an interrupted run folder with its saved settings"),
+    model_arg: list[str] = typer.Option([], "--model-arg", help="model kwarg KEY=VALUE (repeatable), e.g. width=32"),
+    pretrained: bool = typer.Option(False, "--pretrained", help="ImageNet weights from the local torchvision cache"),
+    weights: Optional[str] = typer.Option(None, help="initial weights file (state dict) for transfer models"),
+    freeze: int = typer.Option(0, help="freeze the first N stages of a transfer model"),
+    val_fraction: float = typer.Option(0.1, help="validation carved from train when the source has none"),
+    synthetic_per_class: int = typer.Option(300, help="synthetic faces per class"),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Train a model into a run folder (checkpointed every epoch, resumable)."""
+    from .train import TrainConfig, fit
+
+    kwargs = _parse_model_args(model_arg)
+    if pretrained:
+        kwargs["pretrained"] = True
+    if weights:
+        kwargs["weights"] = weights
+    if freeze:
+        kwargs["freeze"] = freeze
+    cfg = TrainConfig(
+        model=model, model_kwargs=kwargs, data=data, labels=labels, class_map=_class_map(class_map),
+        ferplus_csv=ferplus_csv, val_fraction=val_fraction, synthetic_per_class=synthetic_per_class,
+        epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, schedule=schedule,
+        weight_decay=weight_decay, label_smoothing=label_smoothing, augment=augment,
+        warmup_epochs=warmup_epochs, class_weights=class_weights, balanced_sampler=balanced_sampler,
+        early_stop=early_stop, seed=seed, threads=threads, out=out, channels_last=channels_last,
+    )
+    try:
+        run = fit(cfg, resume=resume, progress=progress)
+    except KeyboardInterrupt:
+        target = resume or cfg.out or "the run folder"
+        console.print(f"interrupted; continue with: fercomp train --resume {target}")
+        raise typer.Exit(130)
+    _print_run_summary(run)
+
+
+def _print_run_summary(run) -> None:
+    m = run.manifest
+    metrics = m.get("metrics", {})
+    console.print(f"run folder: {run.path}", soft_wrap=True, highlight=False)
+    table = Table(title=f"{m['model']['name']} on {m['data']['source']}", show_header=False)
+    table.add_row("model", m["model"]["name"])
+    table.add_row("params / MACs", f"{m['params']:,} / {m['macs'] / 1e6:.1f} M")
+    table.add_row("epochs", f"{metrics.get('epochs_run')} (best {metrics.get('best_epoch')})")
+    table.add_row("val accuracy", _pct(metrics.get("val_acc")))
+    table.add_row("test accuracy", _pct(metrics.get("test_acc")))
+    table.add_row("test macro-F1", _pct(metrics.get("test_macro_f1")))
+    table.add_row("train time", f"{metrics.get('train_time_s')} s ({metrics.get('mean_epoch_s')} s/epoch)")
+    console.print(table)
+
+
+@app.command()
+def evaluate(
+    run: str = typer.Argument(..., help="run folder or .pt checkpoint"),
+    data: Optional[str] = typer.Option(None, help="another data source (default: the run's own)"),
+    split: str = typer.Option("test", help="train | val | test | all"),
+    threads: Optional[int] = typer.Option(None),
+    as_json: bool = typer.Option(False, "--json", help="print the report as JSON on stdout"),
+) -> None:
+    """Accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix (PNG + JSON)."""
+    from .train import evaluate_run
+
+    report = evaluate_run(run, data=data, split=split, threads=threads)
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        return
+    table = Table(title=f"{run} — {split} ({report['source']}, n={report['n']}, {report['backend']})")
+    for col in ("class", "precision", "recall", "F1", "support"):
+        table.add_column(col, justify="right" if col != "class" else "left")
+    for name, row in report["per_class"].items():
+        table.add_row(name, _pct(row["precision"]), _pct(row["recall"]), _pct(row["f1"]), str(row["support"]))
+    table.add_section()
+    table.add_row("accuracy", "", "", _pct(report["accuracy"]), str(report["n"]))
+    table.add_row("macro-F1", "", "", _pct(report["macro_f1"]), "")
+    console.print(table)
+    cm = Table(title="confusion (rows: true, columns: predicted)")
+    cm.add_column("")
+    for name in report["class_names"]:
+        cm.add_column(name[:7], justify="right")
+    for name, row in zip(report["class_names"], report["confusion"]):
+        cm.add_row(name, *map(str, row))
+    console.print(cm)
+
+
+@app.command("models")
+def models_cmd(
+    as_json: bool = typer.Option(False, "--json", help="print as JSON on stdout"),
+) -> None:
+    """The model registry: name, parameters and MACs at its input size."""
+    from .models import create, list_models, model_description, count_macs, count_params
+
+    rows = []
+    for name in list_models():
+        model = create(name)
+        rows.append({
+            "name": name, "params": count_params(model), "macs": count_macs(model),
+            "input": "x".join(map(str, model.input_size)), "description": model_description(name),
+        })
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    table = Table(title="fercomp models (input 1x48x48 grayscale)")
+    for col in ("name", "params", "MACs", "description"):
+        table.add_column(col, justify="right" if col in ("params", "MACs") else "left")
+    for r in rows:
+        table.add_row(r["name"], f"{r['params']:,}", f"{r['macs'] / 1e6:,.1f} M", r["description"])
+    console.print(table)
+
+
+@data_app.command("info")
+def data_info_cmd(
+    source: str = typer.Argument(..., help=DATA_HELP),
+    labels: str = typer.Option("fer2013"),
+    ferplus_csv: Optional[str] = typer.Option(None),
+    class_map: Optional[str] = typer.Option(None),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Counts per split and class, blank and duplicate images."""
+    from .data import data_info, load_data, render_data_info
+
+    info = data_info(load_data(source, labels=labels, ferplus_csv=ferplus_csv, class_map=_class_map(class_map)))
+    if as_json:
+        sys.stdout.write(json.dumps(info, indent=2, default=str) + "\n")
+        return
+    for table in render_data_info(info):
+        console.print(table)
+
+
+@app.command()
+def pipeline(
+    model: str = typer.Option("separable_cnn"),
+    data: Optional[str] = typer.Option(None, help=DATA_HELP),
+    epochs: Optional[int] = typer.Option(None, help="training epochs (default: short on synthetic data)"),
+    out: str = typer.Option("artifacts/pipeline", help="folder for every stage's run"),
+    threads: Optional[int] = typer.Option(None),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Every stage end to end (today: train, evaluate), then a summary table."""
+    from .pipeline import PipelineConfig, run_pipeline
+
+    result = run_pipeline(PipelineConfig(model=model, data=data, epochs=epochs, out=out, threads=threads), progress=progress)
+    table = Table(title=f"fercomp pipeline — {result['data']}")
+    for col in ("stage", "run", "params", "MACs", "val acc", "test acc", "test macro-F1", "time"):
+        table.add_column(col)
+    for row in result["stages"]:
+        table.add_row(row["stage"], row["run"], f"{row['params']:,}", f"{row['macs'] / 1e6:.1f} M",
+                      _pct(row.get("val_acc")), _pct(row.get("test_acc")), _pct(row.get("test_macro_f1")),
+                      f"{row['time_s']:.0f} s")
+    console.print(table)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        console.print(f"fercomp {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True, help="print the version"),
+) -> None:
+    pass
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Entry point: user mistakes become one line on stderr and exit status 2."""
+    try:
+        result = app(args=argv, standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except FercompError as exc:
+        console.print(f"error: {exc}", style="red", highlight=False, markup=False, soft_wrap=True)
+        return exc.exit_code
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        console.print("aborted", highlight=False)
+        return 130
+    except ClickException as exc:
+        console.print(f"error: {exc.format_message()}", style="red", highlight=False, markup=False, soft_wrap=True)
+        return 2
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,28 @@
+"""Errors a user can act on.
+
+Every mistake a user can make (a bad file, a bad flag, a missing run) raises a subclass of
+FercompError whose message names the file, row or flag and what to do. The CLI prints the
+message on one line and exits with status 2; anything else is a bug and keeps its traceback.
+"""
+
+
+class FercompError(Exception):
+    """Base class of user-facing errors (CLI exit status 2)."""
+
+    exit_code = 2
+
+
+class DataError(FercompError):
+    """A data source is missing, unreadable, malformed or empty."""
+
+
+class ConfigError(FercompError):
+    """A flag or config value is out of range or inconsistent."""
+
+
+class ModelError(FercompError):
+    """An unknown model name, or weights that cannot be loaded."""
+
+
+class RunError(FercompError):
+    """A run folder is missing, incomplete, or of the wrong stage."""

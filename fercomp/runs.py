@@ -1,0 +1,200 @@
+"""Run folders: the single currency of the pipeline.
+
+A run folder holds `manifest.json` (what the run is: stage, parent, model spec, data, config,
+metrics, versions) and `model.pt` (a weights-only checkpoint). Every stage reads a run and
+writes a new one; lineage lives in the `parent` field of the manifests.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import __version__
+from .errors import RunError
+from .io import save_torch, sha256_file, write_json
+
+MANIFEST = "manifest.json"
+MODEL_FILE = "model.pt"
+RESUME_FILE = "last.pt"
+CHECKPOINT_FORMAT = "fercomp-model/1"
+MANIFEST_SCHEMA = 1
+
+# Construction kwargs that only matter when first building a model (the weights are in model.pt).
+_BUILD_ONLY_KWARGS = ("pretrained", "weights", "freeze")
+
+# Normalisation applied to uint8 pixels before the network: (x / 255 - mean) / std.
+DEFAULT_NORMALIZATION = {"mean": 0.5, "std": 0.25}
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def invoking_command() -> str:
+    """The command line that created a run, with the fercomp entry point shown as `fercomp`."""
+    argv = list(sys.argv)
+    if argv and (argv[0].endswith(("cli.py", "/fercomp")) or argv[0] == "fercomp"):
+        argv[0] = "fercomp"
+    return shlex.join(argv)
+
+
+def library_versions() -> dict[str, str]:
+    import numpy
+    import torchvision
+
+    return {
+        "fercomp": __version__,
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": numpy.__version__,
+        "platform": platform.platform(),
+    }
+
+
+def model_spec(
+    name: str,
+    kwargs: dict[str, Any],
+    class_names: list[str] | tuple[str, ...],
+    model: nn.Module,
+    normalization: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """Everything needed to rebuild a model from the registry and preprocess its input."""
+    return {
+        "name": name,
+        "kwargs": {k: v for k, v in kwargs.items() if k not in _BUILD_ONLY_KWARGS},
+        "num_classes": len(class_names),
+        "class_names": list(class_names),
+        "input_size": list(getattr(model, "input_size", (48, 48))),
+        "in_chans": int(getattr(model, "in_chans", 1)),
+        "normalization": dict(normalization or DEFAULT_NORMALIZATION),
+    }
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, spec: dict[str, Any]) -> None:
+    """Write a weights-only checkpoint: tensors plus a plain-data spec, never pickled code."""
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    save_torch(path, {"format": CHECKPOINT_FORMAT, "spec": spec, "state_dict": state})
+
+
+def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model of a checkpoint (layer widths follow the saved tensors, so pruned models load)."""
+    from .models import create, fit_to_state_dict
+
+    path = Path(path)
+    if not path.is_file():
+        raise RunError(f"{path}: no such checkpoint")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt or foreign file: say which file
+        raise RunError(f"{path}: not a readable fercomp checkpoint ({exc.__class__.__name__})") from exc
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise RunError(f"{path}: not a fercomp checkpoint (expected format {CHECKPOINT_FORMAT})")
+    spec = ckpt["spec"]
+    model = create(spec["name"], num_classes=spec["num_classes"], **spec["kwargs"])
+    fit_to_state_dict(model, ckpt["state_dict"])
+    model.eval()
+    return model, spec
+
+
+class Run:
+    """A run folder on disk and its manifest."""
+
+    def __init__(self, path: str | Path, manifest: dict[str, Any]):
+        self.path = Path(path)
+        self.manifest = manifest
+
+    # -- creating and opening -------------------------------------------------------------
+    @classmethod
+    def create(cls, path: str | Path, stage: str, parent: "Run | None" = None, **fields: Any) -> "Run":
+        path = Path(path)
+        if (path / MANIFEST).exists():
+            raise RunError(f"{path}: a run already exists here; pass --resume {path} or choose another --out")
+        path.mkdir(parents=True, exist_ok=True)
+        manifest = {
+            "schema": MANIFEST_SCHEMA,
+            "name": path.name,
+            "stage": stage,
+            "parent": str(parent.path) if parent else None,
+            "status": "running",
+            "created": now_iso(),
+            "updated": now_iso(),
+            "versions": library_versions(),
+            "command": invoking_command(),
+            **fields,
+        }
+        run = cls(path, manifest)
+        run.save()
+        return run
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Run":
+        import json
+
+        path = Path(path)
+        if path.is_file() and path.name == MANIFEST:
+            path = path.parent
+        manifest_path = path / MANIFEST
+        if not path.exists():
+            raise RunError(f"{path}: no such run folder")
+        if not manifest_path.is_file():
+            raise RunError(f"{path}: not a run folder (no {MANIFEST})")
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise RunError(f"{manifest_path}: corrupt manifest ({exc.msg} at line {exc.lineno})") from exc
+        return cls(path, manifest)
+
+    # -- manifest -------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.manifest["name"]
+
+    @property
+    def stage(self) -> str:
+        return self.manifest["stage"]
+
+    @property
+    def parent(self) -> "Run | None":
+        parent = self.manifest.get("parent")
+        return Run.load(parent) if parent else None
+
+    def lineage(self) -> list["Run"]:
+        """This run and its ancestors, root first."""
+        chain, run = [], self
+        while run is not None:
+            chain.append(run)
+            run = run.parent
+        return chain[::-1]
+
+    def update(self, **fields: Any) -> None:
+        self.manifest.update(fields)
+        self.save()
+
+    def save(self) -> None:
+        self.manifest["updated"] = now_iso()
+        write_json(self.path / MANIFEST, self.manifest)
+
+    # -- weights --------------------------------------------------------------------------
+    @property
+    def model_path(self) -> Path:
+        return self.path / MODEL_FILE
+
+    def save_model(self, model: nn.Module, spec: dict[str, Any]) -> None:
+        save_checkpoint(self.model_path, model, spec)
+        files = dict(self.manifest.get("files", {}))
+        files[MODEL_FILE] = sha256_file(self.model_path)
+        self.update(model=spec, files=files)
+
+    def load_model(self) -> tuple[nn.Module, dict[str, Any]]:
+        if not self.model_path.is_file():
+            raise RunError(f"{self.path}: this run holds no model ({MODEL_FILE} missing)")
+        return load_checkpoint(self.model_path)

@@ -1,0 +1,105 @@
+"""Training configuration: one dataclass, validated, with per-model defaults for unset fields."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from ..errors import ConfigError
+
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("cosine", "step", "plateau", "constant")
+
+# Used when neither the user nor the model's default_cfg sets a field.
+GLOBAL_DEFAULTS: dict[str, Any] = {
+    "epochs": 30,
+    "batch_size": 64,
+    "lr": 0.01,
+    "optimizer": "sgd",
+    "schedule": "cosine",
+    "weight_decay": 5e-4,
+    "label_smoothing": 0.0,
+    "augment": "geometric",
+    "warmup_epochs": 0,
+}
+
+
+@dataclass
+class TrainConfig:
+    """Everything `fercomp train` needs. Fields left as None take the model's recommended default."""
+
+    model: str = "separable_cnn"
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    data: str | None = None  # None = the built-in synthetic faces
+    labels: str = "fer2013"
+    class_map: dict[str, str] | None = None
+    ferplus_csv: str | None = None
+    val_fraction: float = 0.1
+    synthetic_per_class: int = 300
+
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    optimizer: str | None = None
+    schedule: str | None = None
+    weight_decay: float | None = None
+    momentum: float = 0.9
+    label_smoothing: float | None = None
+    augment: str | None = None
+    warmup_epochs: int | None = None
+    class_weights: bool = False
+    balanced_sampler: bool = False
+    early_stop: int | None = None  # patience in epochs on val accuracy; None = off
+
+    # NHWC activations: ~25% faster conv training on this CPU (oneDNN); off for models where it is not.
+    channels_last: bool = True
+    seed: int = 0
+    threads: int | None = None
+    out: str | None = None  # run folder; default artifacts/<model>[-N]
+    evaluate_test: bool = True  # evaluate the best weights on the test split at the end
+
+    def resolved(self, model_defaults: dict[str, Any]) -> "TrainConfig":
+        """A copy with every unset field filled from the model's defaults, then global defaults."""
+        values = asdict(self)
+        for key, default in GLOBAL_DEFAULTS.items():
+            if values[key] is None:
+                values[key] = model_defaults.get(key, default)
+        cfg = TrainConfig(**values)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        def need(cond: bool, flag: str, rule: str, value: Any) -> None:
+            if not cond:
+                raise ConfigError(f"{flag} must be {rule} (got {value!r})")
+
+        need(self.epochs is None or self.epochs >= 1, "--epochs", ">= 1", self.epochs)
+        need(self.batch_size is None or self.batch_size >= 1, "--batch-size", ">= 1", self.batch_size)
+        need(self.lr is None or self.lr > 0, "--lr", "> 0", self.lr)
+        need(self.optimizer is None or self.optimizer in OPTIMIZERS, "--optimizer", f"one of {OPTIMIZERS}", self.optimizer)
+        need(self.schedule is None or self.schedule in SCHEDULES, "--schedule", f"one of {SCHEDULES}", self.schedule)
+        need(self.weight_decay is None or self.weight_decay >= 0, "--weight-decay", ">= 0", self.weight_decay)
+        need(
+            self.label_smoothing is None or 0 <= self.label_smoothing < 1,
+            "--label-smoothing", "in [0, 1)", self.label_smoothing,
+        )
+        need(self.warmup_epochs is None or self.warmup_epochs >= 0, "--warmup-epochs", ">= 0", self.warmup_epochs)
+        need(self.early_stop is None or self.early_stop >= 1, "--early-stop", ">= 1 epoch", self.early_stop)
+        need(0 < self.val_fraction < 0.5, "--val-fraction", "in (0, 0.5)", self.val_fraction)
+        need(self.synthetic_per_class >= 10, "--synthetic-per-class", ">= 10", self.synthetic_per_class)
+        need(self.threads is None or self.threads >= 1, "--threads", ">= 1", self.threads)
+        need(0 <= self.momentum < 1, "--momentum", "in [0, 1)", self.momentum)
+        if self.augment is not None:
+            from ..data import AUGMENT_PRESETS
+
+            need(self.augment in AUGMENT_PRESETS, "--augment", f"one of {AUGMENT_PRESETS}", self.augment)
+        if self.class_weights and self.balanced_sampler:
+            raise ConfigError("--class-weights and --balanced-sampler both correct imbalance; pick one")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})

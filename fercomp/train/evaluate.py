@@ -1,0 +1,83 @@
+"""Evaluation: accuracy, macro-F1, per-class scores and the confusion matrix, through a predictor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..data import FerData, Split, load_data
+from ..errors import ConfigError
+from ..io import write_json
+from .metrics import evaluate_probabilities
+from .plots import plot_confusion
+
+
+def report_with_loss(probs: np.ndarray, split: Split, class_names) -> tuple[dict, float]:
+    report = evaluate_probabilities(probs, split.y, class_names)
+    nll = -np.log(np.clip(probs[np.arange(len(split.y)), split.y], 1e-12, None)).mean() if len(split.y) else 0.0
+    return report, float(nll)
+
+
+def evaluate_model(model, split: Split, class_names, normalization: dict, batch_size: int = 512) -> tuple[dict, float]:
+    """Evaluate a live torch model (used every epoch on the validation split)."""
+    from ..deploy.runtime import TorchPredictor
+
+    spec = {"class_names": list(class_names), "input_size": list(split.x.shape[1:]), "normalization": normalization}
+    probs = TorchPredictor(model, spec, batch_size=batch_size).predict_proba(split.x)
+    return report_with_loss(probs, split, class_names)
+
+
+def write_evaluation(folder: str | Path, split_name: str, report: dict, source: str, backend: str = "torch") -> None:
+    folder = Path(folder)
+    write_json(folder / f"eval_{split_name}.json", {"split": split_name, "source": source, "backend": backend, **report})
+    plot_confusion(
+        np.array(report["confusion"]),
+        report["class_names"],
+        folder / f"confusion_{split_name}.png",
+        title=f"{folder.name} — {split_name} ({source}) acc {report['accuracy']:.1%}",
+    )
+
+
+def data_for_run(manifest: dict[str, Any], source: str | None) -> FerData:
+    """The run's own data source (same labels, class map and seed), or another one the user names."""
+    cfg = manifest.get("config", {})
+    return load_data(
+        source if source is not None else cfg.get("data"),
+        labels=cfg.get("labels", "fer2013"),
+        class_map=cfg.get("class_map"),
+        val_fraction=cfg.get("val_fraction", 0.1),
+        seed=cfg.get("seed", 0),
+        ferplus_csv=cfg.get("ferplus_csv"),
+        synthetic_per_class=cfg.get("synthetic_per_class", 300),
+    )
+
+
+def evaluate_run(
+    path: str | Path,
+    *,
+    data: str | None = None,
+    split: str = "test",
+    threads: int | None = None,
+    write: bool = True,
+) -> dict:
+    """Evaluate a run folder (or model file) on a split; write eval_<split>.json and confusion_<split>.png."""
+    from ..deploy.runtime import load
+    from ..runs import Run
+
+    predictor = load(path, threads=threads)
+    path = Path(path)
+    manifest = Run.load(path).manifest if path.is_dir() else {}
+    dataset = data_for_run(manifest, data)
+    if list(dataset.class_names) != list(predictor.class_names):
+        raise ConfigError(
+            f"--data classes {list(dataset.class_names)} do not match the model's {predictor.class_names}"
+        )
+    part = dataset.split(split)
+    probs = predictor.predict_proba(part.x)
+    report, loss = report_with_loss(probs, part, dataset.class_names)
+    report.update(loss=loss, split=split, source=dataset.source, backend=predictor.backend)
+    if write and path.is_dir():
+        write_evaluation(path, split, report, source=dataset.source, backend=predictor.backend)
+    return report

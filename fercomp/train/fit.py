@@ -1,0 +1,267 @@
+"""The training loop, readable top to bottom.
+
+`fit(TrainConfig)` loads the data, builds the model, and trains it into a new run folder. After
+every epoch it writes, atomically: `last.pt` (everything needed to resume: weights, optimizer,
+RNG states, history), `model.pt` when validation accuracy improved, `metrics.jsonl` and
+`curves.png`. A run resumed from `last.pt` ends with the same weights as an uninterrupted one,
+because every random draw (shuffling, augmentation, dropout) comes from generators whose
+state is saved with it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..data import Augmenter, FerData, balanced_sampler_indices, class_weights, load_data
+from ..errors import RunError
+from ..io import save_torch, write_text
+from ..models import count_macs, count_params, create
+from ..runs import DEFAULT_NORMALIZATION, RESUME_FILE, Run, model_spec
+from ..ui import console, make_progress
+from .config import TrainConfig
+from .evaluate import evaluate_model, write_evaluation
+from .plots import plot_curves
+
+RESUME_FORMAT = "fercomp-resume/1"
+PLATEAU_PATIENCE = 3  # epochs without val improvement before the plateau schedule halves the lr
+
+
+def load_training_data(cfg: TrainConfig) -> FerData:
+    return load_data(
+        cfg.data,
+        labels=cfg.labels,
+        class_map=cfg.class_map,
+        val_fraction=cfg.val_fraction,
+        seed=cfg.seed,
+        ferplus_csv=cfg.ferplus_csv,
+        synthetic_per_class=cfg.synthetic_per_class,
+    )
+
+
+def default_run_path(model: str, root: str | Path = "artifacts") -> Path:
+    """artifacts/<model>, or artifacts/<model>-2, -3, … if taken."""
+    root = Path(root)
+    path, n = root / model, 2
+    while path.exists():
+        path, n = root / f"{model}-{n}", n + 1
+    return path
+
+
+def learning_rate(cfg: TrainConfig, step: int, total_steps: int, steps_per_epoch: int, plateau_scale: float) -> float:
+    """The lr for a global step: linear warm-up, then the chosen schedule."""
+    warmup = cfg.warmup_epochs * steps_per_epoch
+    if step < warmup:
+        return cfg.lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total_steps - warmup)
+    if cfg.schedule == "cosine":
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * progress))
+    if cfg.schedule == "step":  # /10 at 50% and at 75% of training
+        return cfg.lr * 0.1 ** ((progress >= 0.5) + (progress >= 0.75))
+    if cfg.schedule == "plateau":
+        return cfg.lr * plateau_scale
+    return cfg.lr
+
+
+def make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0, weight_decay=cfg.weight_decay)
+
+
+def fit(
+    cfg: TrainConfig,
+    *,
+    resume: str | Path | None = None,
+    progress: bool = True,
+    on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
+) -> Run:
+    """Train a model as `cfg` says (or continue the run at `resume`) and return its run folder."""
+    if resume is not None:
+        run = Run.load(resume)
+        if run.stage != "train" or "config" not in run.manifest:
+            raise RunError(f"{run.path}: not a training run; only `fercomp train` runs can be resumed")
+        if run.manifest.get("status") == "complete":
+            raise RunError(f"{run.path}: this run already finished; nothing to resume")
+        if not (run.path / RESUME_FILE).exists():
+            raise RunError(f"{run.path}: no {RESUME_FILE} to resume from (the run stopped before its first epoch ended)")
+        cfg = TrainConfig.from_dict(run.manifest["config"])
+    cfg.validate()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+
+    # Everything that can fail on user input happens before the run folder exists.
+    data = load_training_data(cfg)
+    train, val = data.split("train"), data.split("val")
+    torch.manual_seed(cfg.seed)
+    model = create(cfg.model, num_classes=data.num_classes, **cfg.model_kwargs)
+    cfg = cfg.resolved(getattr(model, "default_cfg", {}))
+    norm = dict(DEFAULT_NORMALIZATION)
+    spec = model_spec(cfg.model, cfg.model_kwargs, data.class_names, model, norm)
+    augment = Augmenter(cfg.augment)
+    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
+    optimizer = make_optimizer(cfg, model)
+
+    if resume is None:
+        run = Run.create(
+            cfg.out or default_run_path(cfg.model),
+            stage="train",
+            config=cfg.to_dict(),
+            data={"source": data.source, **data.meta, "sizes": {k: len(v) for k, v in data.splits.items()}},
+            model=spec,
+            params=count_params(model),
+            macs=count_macs(model),
+        )
+
+    # Data lives in memory as uint8 tensors; batches are gathered, augmented and normalised on the fly.
+    train_x = torch.from_numpy(train.x).unsqueeze(1)
+    train_target = torch.from_numpy(train.soft) if train.soft is not None else torch.from_numpy(train.y)
+    train_y = torch.from_numpy(train.y)
+    weights = class_weights(train.y, data.num_classes) if cfg.class_weights else None
+    generator = torch.Generator().manual_seed(cfg.seed + 1)
+    steps_per_epoch = max(1, len(train) // cfg.batch_size)  # drop the ragged last batch (BatchNorm needs >1)
+    total_steps = cfg.epochs * steps_per_epoch
+
+    state = {"epoch": 0, "history": [], "best_acc": -1.0, "best_epoch": 0, "bad_epochs": 0, "plateau_scale": 1.0, "train_time_s": 0.0}
+    if resume is not None:
+        ckpt = torch.load(run.path / RESUME_FILE, map_location="cpu", weights_only=True)
+        if ckpt.get("format") != RESUME_FORMAT:
+            raise RunError(f"{run.path / RESUME_FILE}: not a fercomp resume checkpoint")
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        generator.set_state(ckpt["data_rng"])
+        state = ckpt["state"]
+        if progress:
+            console.print(f"resuming {run.path} after epoch {state['epoch']}/{cfg.epochs}")
+    run.update(status="running")
+
+    log = console.print if progress else (lambda *args, **kwargs: None)
+    bar = make_progress(progress, "loss {task.fields[loss]:.3f}", "acc {task.fields[acc]:.1%}", "{task.fields[ips]:.0f} img/s")
+    try:
+        with bar:
+            for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
+                task = bar.add_task(f"epoch {epoch}/{cfg.epochs}", total=steps_per_epoch, loss=0.0, acc=0.0, ips=0.0)
+                model.train()
+                if cfg.balanced_sampler:
+                    order = balanced_sampler_indices(train.y, len(train), generator)
+                else:
+                    order = torch.randperm(len(train), generator=generator)
+                t_epoch, data_s = time.perf_counter(), 0.0
+                loss_sum, correct, seen = 0.0, 0, 0
+                for i in range(steps_per_epoch):
+                    step = (epoch - 1) * steps_per_epoch + i
+                    lr = learning_rate(cfg, step, total_steps, steps_per_epoch, state["plateau_scale"])
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr
+                    t_data = time.perf_counter()
+                    idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
+                    xb = augment(train_x[idx].float().div_(255.0), generator)
+                    xb = ((xb - norm["mean"]) / norm["std"]).contiguous(memory_format=memory_format)
+                    yb, target = train_y[idx], train_target[idx]
+                    data_s += time.perf_counter() - t_data
+
+                    logits = model(xb)
+                    loss = F.cross_entropy(logits, target, weight=weights, label_smoothing=cfg.label_smoothing)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+
+                    loss_sum += loss.item() * len(idx)
+                    correct += (logits.argmax(1) == yb).sum().item()
+                    seen += len(idx)
+                    elapsed = time.perf_counter() - t_epoch
+                    bar.update(task, advance=1, loss=loss_sum / seen, acc=correct / seen, ips=seen / elapsed)
+                bar.remove_task(task)
+                train_s = time.perf_counter() - t_epoch
+
+                val_report, val_loss = evaluate_model(model, val, data.class_names, norm)
+                record = {
+                    "epoch": epoch,
+                    "lr": lr,
+                    "train_loss": loss_sum / seen,
+                    "train_acc": correct / seen,
+                    "val_loss": val_loss,
+                    "val_acc": val_report["accuracy"],
+                    "val_macro_f1": val_report["macro_f1"],
+                    "epoch_s": train_s,
+                    "data_s": data_s,
+                    "images_per_s": seen / train_s,
+                }
+                state["history"].append(record)
+                state["epoch"] = epoch
+                state["train_time_s"] += time.perf_counter() - t_epoch
+                improved = record["val_acc"] > state["best_acc"]
+                if improved:
+                    state.update(best_acc=record["val_acc"], best_epoch=epoch, bad_epochs=0)
+                    run.save_model(model, spec)
+                else:
+                    state["bad_epochs"] += 1
+                    if cfg.schedule == "plateau" and state["bad_epochs"] % PLATEAU_PATIENCE == 0:
+                        state["plateau_scale"] *= 0.5
+                _save_epoch(run, model, optimizer, generator, state)
+                log(
+                    f"epoch {epoch:>3}/{cfg.epochs}  loss {record['train_loss']:.3f}  acc {record['train_acc']:.1%}"
+                    f"  val_loss {val_loss:.3f}  val_acc {record['val_acc']:.1%}{' *' if improved else '  '}"
+                    f"  lr {lr:.2g}  {record['images_per_s']:.0f} img/s  {train_s:.0f}s"
+                    f"  (data {100 * data_s / train_s:.0f}%)",
+                    highlight=False,
+                )
+                if on_epoch_end is not None:
+                    on_epoch_end(epoch, record)
+                if cfg.early_stop and state["bad_epochs"] >= cfg.early_stop:
+                    log(f"early stop: no val improvement for {cfg.early_stop} epochs")
+                    break
+    except KeyboardInterrupt:
+        run.update(status="interrupted")
+        raise
+
+    return _finish(run, cfg, data, state)
+
+
+def _save_epoch(run: Run, model, optimizer, generator: torch.Generator, state: dict) -> None:
+    save_torch(
+        run.path / RESUME_FILE,
+        {
+            "format": RESUME_FORMAT,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "data_rng": generator.get_state(),
+            "state": state,
+        },
+    )
+    write_text(run.path / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in state["history"]))
+    plot_curves(state["history"], run.path / "curves.png", title=run.name)
+    run.update(epochs_done=state["epoch"], train_time_s=round(state["train_time_s"], 1))
+
+
+def _finish(run: Run, cfg: TrainConfig, data: FerData, state: dict) -> Run:
+    """Evaluate the best-on-val weights, record the metrics, drop the resume checkpoint."""
+    model, spec = run.load_model()
+    history = state["history"]
+    epoch_times = [r["epoch_s"] for r in history]
+    metrics: dict[str, Any] = {
+        "best_epoch": state["best_epoch"],
+        "val_acc": state["best_acc"],
+        "epochs_run": state["epoch"],
+        "train_time_s": round(state["train_time_s"], 1),
+        "mean_epoch_s": round(float(np.mean(epoch_times)), 2),
+        "data_fraction": round(sum(r["data_s"] for r in history) / max(1e-9, sum(epoch_times)), 4),
+    }
+    if cfg.evaluate_test and "test" in data.splits and len(data.splits["test"]):
+        report, _ = evaluate_model(model, data.split("test"), data.class_names, spec["normalization"])
+        write_evaluation(run.path, "test", report, source=data.source)
+        metrics.update(test_acc=report["accuracy"], test_macro_f1=report["macro_f1"])
+    run.update(status="complete", metrics=metrics)
+    (run.path / RESUME_FILE).unlink(missing_ok=True)
+    return run

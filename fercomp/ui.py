@@ -1,0 +1,30 @@
+"""Terminal output shared by every command: one stderr console and rich progress bars."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+# Progress and logs go to stderr so stdout stays clean for --json output.
+console = Console(stderr=True)
+
+
+def make_progress(enabled: bool = True, *fields: str) -> Progress:
+    """A progress bar with count, elapsed time, ETA and extra `{task.fields[...]}` columns."""
+    columns = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(bar_width=30),
+        MofNCompleteColumn(),
+        *(TextColumn(f) for f in fields),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    ]
+    return Progress(*columns, console=console, disable=not enabled, transient=True)
