@@ -228,7 +228,7 @@ def pipeline(
     result = run_pipeline(PipelineConfig(model=model, data=data, epochs=epochs, out=out, threads=threads), progress=progress)
     table = Table(title=f"fercomp pipeline — {result['data']}")
     for col in ("stage", "run", "params", "MACs", "val acc", "test acc", "test macro-F1", "time"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     for row in result["stages"]:
         table.add_row(row["stage"], row["run"], f"{row['params']:,}", f"{row['macs'] / 1e6:.1f} M",
                       _pct(row.get("val_acc")), _pct(row.get("test_acc")), _pct(row.get("test_macro_f1")),

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 
 from ..errors import ConfigError, DataError
+from ..io import sha256_file
 from .class_map import remap_classes
 from .classes import CLASS_NAMES
 from .csv_source import read_fer2013_csv
@@ -19,14 +19,6 @@ from .splits import check_val_fraction, complete_splits
 from .synthetic import synthetic_data
 
 LABEL_KINDS = ("fer2013", "ferplus", "ferplus-soft")
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _read_source(path: Path, class_map: dict | None) -> tuple[dict[str, RawSplit], tuple[str, ...], dict]:
@@ -44,7 +36,7 @@ def _read_source(path: Path, class_map: dict | None) -> tuple[dict[str, RawSplit
         kind = "npz"
     else:
         raise DataError(f"{path}: unsupported data source; give a .csv (fer2013.csv), an .npz or an image folder")
-    return splits, class_names, {"kind": kind, "path": str(path), "sha256": file_sha256(path)}
+    return splits, class_names, {"kind": kind, "path": str(path), "sha256": sha256_file(path)}
 
 
 def _ferplus_splits(

@@ -215,6 +215,7 @@ def fit(
                     f"  lr {lr:.2g}  {record['images_per_s']:.0f} img/s  {train_s:.0f}s"
                     f"  (data {100 * data_s / train_s:.0f}%)",
                     highlight=False,
+                    soft_wrap=True,
                 )
                 if on_epoch_end is not None:
                     on_epoch_end(epoch, record)

@@ -45,6 +45,8 @@ def plot_confusion(cm: np.ndarray, class_names, path: str | Path, title: str = "
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     for i in range(n):
         for j in range(n):
+            if cm[i, j] == 0:  # empty cells stay blank so the errors stand out
+                continue
             ax.text(j, i, f"{100 * norm[i, j]:.0f}%\n{cm[i, j]}", ha="center", va="center", fontsize=7,
                     color="white" if norm[i, j] > 0.5 else "black")
     ax.set_xticks(range(n), class_names, rotation=45, ha="right")
