@@ -137,6 +137,57 @@ def _print_run_summary(run) -> None:
 
 
 @app.command()
+def prune(
+    run: str = typer.Argument(..., help="trained run folder to prune"),
+    ratio: float = typer.Option(0.5, help="fraction of output channels removed from each prunable layer"),
+    importance: str = typer.Option("l1", help="l1 | l2 | taylor | bn-scale"),
+    global_pruning: bool = typer.Option(False, "--global", help="one ratio across all layers: weak layers lose more"),
+    round_to: Optional[int] = typer.Option(None, help="round channel counts to a multiple (8 suits int8 / TensorRT)"),
+    steps: int = typer.Option(1, help="reach --ratio in N prune + fine-tune rounds"),
+    unstructured: bool = typer.Option(False, "--unstructured", help="global magnitude sparsity instead of channels"),
+    sparsity: float = typer.Option(0.5, help="with --unstructured: fraction of weights set to zero"),
+    pattern: Optional[str] = typer.Option(None, help="2:4 semi-structured sparsity (TensorRT sparse kernels)"),
+    finetune_epochs: int = typer.Option(10, help="fine-tuning epochs with the parent's recipe (0: none)"),
+    lr: Optional[float] = typer.Option(None, help="fine-tuning peak lr (default: a tenth of the parent's)"),
+    distill: bool = typer.Option(False, "--distill", help="fine-tune against the parent's soft targets too"),
+    temperature: float = typer.Option(4.0, help="distillation temperature"),
+    alpha: float = typer.Option(0.7, help="weight of the distillation term (1 - alpha for the labels)"),
+    out: Optional[str] = typer.Option(None, help="new run folder (default <parent>-p50, -s50, -sp24)"),
+    threads: Optional[int] = typer.Option(None),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Prune a trained run (channels, unstructured or 2:4), fine-tune it, and report the change."""
+    from .compress import PruneConfig, prune_run
+
+    cfg = PruneConfig(parent=run, ratio=ratio, importance=importance, global_pruning=global_pruning,
+                      round_to=round_to, steps=steps, unstructured=unstructured, sparsity=sparsity,
+                      pattern=pattern, finetune_epochs=finetune_epochs, lr=lr, distill=distill,
+                      temperature=temperature, alpha=alpha, out=out, threads=threads)
+    result = prune_run(cfg, progress=progress)
+    _print_prune_summary(result)
+
+
+def _print_prune_summary(run) -> None:
+    p = run.manifest["prune"]
+    console.print(f"run folder: {run.path}", soft_wrap=True, highlight=False)
+    table = Table(title=f"{p['method']}" + (f" ratio {p['ratio']}" if p.get("ratio") else ""))
+    for col in ("", "params", "MACs", "val acc", "test acc"):
+        table.add_column(col, justify="right" if col else "left")
+    rows = [("parent", p["before"]), ("after pruning", p["after_prune"])]
+    if "after_finetune" in p:
+        rows.append(("after fine-tuning", p["after_finetune"]))
+    base = p["before"]
+    for label, row in rows:
+        table.add_row(label, f"{row['params']:,} ({row['params'] / base['params']:.2f}x)",
+                      f"{row['macs'] / 1e6:.1f} M ({row['macs'] / base['macs']:.2f}x)",
+                      _pct(row["accuracy"].get("val")), _pct(row["accuracy"].get("test")))
+    console.print(table)
+    if p.get("sparsity") is not None:
+        console.print(f"weight sparsity {p['sparsity']:.1%}"
+                      + (f", after fine-tuning {p['sparsity_after_finetune']:.1%}" if "sparsity_after_finetune" in p else ""))
+
+
+@app.command()
 def evaluate(
     run: str = typer.Argument(..., help="run folder or .pt checkpoint"),
     data: Optional[str] = typer.Option(None, help="another data source (default: the run's own)"),

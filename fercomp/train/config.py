@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
@@ -51,6 +52,14 @@ class TrainConfig:
     balanced_sampler: bool = False
     early_stop: int | None = None  # patience in epochs on val accuracy; None = off
 
+    # Later stages: start from a checkpoint (e.g. a pruned model), distil from a teacher run,
+    # keep weights that are exactly zero at the start at zero (unstructured / 2:4 sparsity).
+    init_from: str | None = None
+    distill_from: str | None = None
+    distill_temperature: float = 4.0
+    distill_alpha: float = 0.7
+    keep_sparsity: bool = False
+
     # NHWC activations: ~25% faster conv training on this CPU (oneDNN); off for models where it is not.
     channels_last: bool = True
     seed: int = 0
@@ -64,6 +73,10 @@ class TrainConfig:
         for key, default in GLOBAL_DEFAULTS.items():
             if values[key] is None:
                 values[key] = model_defaults.get(key, default)
+        # Later stages run from other working directories: keep file paths absolute.
+        for key in ("data", "ferplus_csv", "init_from", "distill_from"):
+            if values[key] and values[key] != "synthetic" and Path(values[key]).exists():
+                values[key] = str(Path(values[key]).resolve())
         cfg = TrainConfig(**values)
         cfg.validate()
         return cfg
@@ -89,6 +102,8 @@ class TrainConfig:
         need(self.synthetic_per_class >= 10, "--synthetic-per-class", ">= 10", self.synthetic_per_class)
         need(self.threads is None or self.threads >= 1, "--threads", ">= 1", self.threads)
         need(0 <= self.momentum < 1, "--momentum", "in [0, 1)", self.momentum)
+        need(self.distill_temperature > 0, "--temperature", "> 0", self.distill_temperature)
+        need(0 <= self.distill_alpha <= 1, "--distill-alpha", "in [0, 1]", self.distill_alpha)
         if self.augment is not None:
             from ..data import AUGMENT_PRESETS
 

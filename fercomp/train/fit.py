@@ -21,13 +21,14 @@ import torch
 import torch.nn.functional as F
 
 from ..data import Augmenter, FerData, balanced_sampler_indices, class_weights, load_data
-from ..errors import RunError
+from ..errors import ConfigError, RunError
 from ..io import save_torch, write_text
-from ..models import count_macs, count_params, create
-from ..runs import DEFAULT_NORMALIZATION, RESUME_FILE, Run, model_spec
+from ..models import count_macs, count_params, create, fit_to_state_dict
+from ..runs import DEFAULT_NORMALIZATION, RESUME_FILE, Run, load_checkpoint, model_spec
 from ..ui import console, make_progress
 from .config import TrainConfig
 from .evaluate import evaluate_model, write_evaluation
+from .losses import distillation_loss
 from .plots import plot_curves
 
 RESUME_FORMAT = "fercomp-resume/1"
@@ -77,18 +78,29 @@ def make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Opti
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0, weight_decay=cfg.weight_decay)
 
 
+def load_model_from(path: str | Path):
+    """(model, spec) from a run folder or a checkpoint file."""
+    path = Path(path)
+    return Run.load(path).load_model() if path.is_dir() else load_checkpoint(path)
+
+
 def fit(
     cfg: TrainConfig,
     *,
     resume: str | Path | None = None,
+    run: Run | None = None,
     progress: bool = True,
     on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> Run:
-    """Train a model as `cfg` says (or continue the run at `resume`) and return its run folder."""
+    """Train as `cfg` says and return the run folder.
+
+    `resume` continues an interrupted run (any stage that trains) with its saved settings; `run`
+    is a folder a later stage (prune) created and filled with its own manifest fields first.
+    """
     if resume is not None:
         run = Run.load(resume)
-        if run.stage != "train" or "config" not in run.manifest:
-            raise RunError(f"{run.path}: not a training run; only `fercomp train` runs can be resumed")
+        if "config" not in run.manifest:
+            raise RunError(f"{run.path}: this run did not train, so there is nothing to resume")
         if run.manifest.get("status") == "complete":
             raise RunError(f"{run.path}: this run already finished; nothing to resume")
         if not (run.path / RESUME_FILE).exists():
@@ -102,25 +114,39 @@ def fit(
     data = load_training_data(cfg)
     train, val = data.split("train"), data.split("val")
     torch.manual_seed(cfg.seed)
-    model = create(cfg.model, num_classes=data.num_classes, **cfg.model_kwargs)
+    if cfg.init_from:
+        model, init_spec = load_model_from(cfg.init_from)
+        if init_spec["class_names"] != list(data.class_names):
+            raise ConfigError(f"{cfg.init_from}: model classes {init_spec['class_names']} differ from the data's")
+        model_name, model_kwargs = init_spec["name"], init_spec["kwargs"]
+    else:
+        model = create(cfg.model, num_classes=data.num_classes, **cfg.model_kwargs)
+        model_name, model_kwargs = cfg.model, cfg.model_kwargs
+    ckpt = _load_resume_state(run) if resume is not None else None
+    if ckpt is not None:  # before the optimizer exists: this may resize layers
+        fit_to_state_dict(model, ckpt["model"])
+    teacher = load_model_from(cfg.distill_from)[0].eval() if cfg.distill_from else None
     cfg = cfg.resolved(getattr(model, "default_cfg", {}))
     norm = dict(DEFAULT_NORMALIZATION)
-    spec = model_spec(cfg.model, cfg.model_kwargs, data.class_names, model, norm)
+    spec = model_spec(model_name, model_kwargs, data.class_names, model, norm)
     augment = Augmenter(cfg.augment)
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
+    if teacher is not None:
+        teacher = teacher.to(memory_format=memory_format)
     optimizer = make_optimizer(cfg, model)
 
-    if resume is None:
-        run = Run.create(
-            cfg.out or default_run_path(cfg.model),
-            stage="train",
-            config=cfg.to_dict(),
-            data={"source": data.source, **data.meta, "sizes": {k: len(v) for k, v in data.splits.items()}},
-            model=spec,
-            params=count_params(model),
-            macs=count_macs(model),
-        )
+    fields = dict(
+        config=cfg.to_dict(),
+        data={"source": data.source, **data.meta, "sizes": {k: len(v) for k, v in data.splits.items()}},
+        model=spec,
+        params=count_params(model),
+        macs=count_macs(model),
+    )
+    if run is None:
+        run = Run.create(cfg.out or default_run_path(cfg.model), stage="train", **fields)
+    elif resume is None:
+        run.update(**fields)
 
     # Data lives in memory as uint8 tensors; batches are gathered, augmented and normalised on the fly.
     train_x = torch.from_numpy(train.x).unsqueeze(1)
@@ -132,17 +158,15 @@ def fit(
     total_steps = cfg.epochs * steps_per_epoch
 
     state = {"epoch": 0, "history": [], "best_acc": -1.0, "best_epoch": 0, "bad_epochs": 0, "plateau_scale": 1.0, "train_time_s": 0.0}
-    if resume is not None:
-        ckpt = torch.load(run.path / RESUME_FILE, map_location="cpu", weights_only=True)
-        if ckpt.get("format") != RESUME_FORMAT:
-            raise RunError(f"{run.path / RESUME_FILE}: not a fercomp resume checkpoint")
-        model.load_state_dict(ckpt["model"])
+    if ckpt is not None:
         optimizer.load_state_dict(ckpt["optimizer"])
         torch.set_rng_state(ckpt["torch_rng"])
         generator.set_state(ckpt["data_rng"])
         state = ckpt["state"]
         if progress:
             console.print(f"resuming {run.path} after epoch {state['epoch']}/{cfg.epochs}")
+    # Weights that are exactly zero now stay zero: the sparsity a pruning stage created survives fine-tuning.
+    masks = sparsity_masks(model) if cfg.keep_sparsity else {}
     run.update(status="running")
 
     log = console.print if progress else (lambda *args, **kwargs: None)
@@ -172,9 +196,15 @@ def fit(
 
                     logits = model(xb)
                     loss = F.cross_entropy(logits, target, weight=weights, label_smoothing=cfg.label_smoothing)
+                    if teacher is not None:
+                        with torch.no_grad():
+                            teacher_logits = teacher(xb)
+                        loss = distillation_loss(logits, teacher_logits, loss, cfg.distill_temperature, cfg.distill_alpha)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
+                    for param, mask in masks.items():
+                        param.data.mul_(mask)
 
                     loss_sum += loss.item() * len(idx)
                     correct += (logits.argmax(1) == yb).sum().item()
@@ -227,6 +257,28 @@ def fit(
         raise
 
     return _finish(run, cfg, data, state)
+
+
+def _load_resume_state(run: Run) -> dict:
+    path = run.path / RESUME_FILE
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise RunError(f"{path}: unreadable resume checkpoint ({exc.__class__.__name__})") from exc
+    if not isinstance(ckpt, dict) or ckpt.get("format") != RESUME_FORMAT:
+        raise RunError(f"{path}: not a fercomp resume checkpoint")
+    return ckpt
+
+
+def sparsity_masks(model: torch.nn.Module) -> dict[torch.nn.Parameter, torch.Tensor]:
+    """Non-zero masks of every conv / linear weight that has zeros."""
+    masks = {}
+    for module in model.modules():
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
+            mask = module.weight.detach() != 0
+            if not bool(mask.all()):
+                masks[module.weight] = mask.to(module.weight.dtype)
+    return masks
 
 
 def _save_epoch(run: Run, model, optimizer, generator: torch.Generator, state: dict) -> None:
