@@ -188,17 +188,48 @@ def _print_prune_summary(run) -> None:
 
 
 @app.command()
+def quantize(
+    run: str = typer.Argument(..., help="float run folder (trained or pruned) to quantize"),
+    mode: str = typer.Option("ptq", help="ptq: post-training static quantization calibrated on training images"),
+    calib: int = typer.Option(512, help="training images used for calibration"),
+    calib_method: str = typer.Option("minmax", help="minmax | percentile | entropy"),
+    activations: str = typer.Option("u8-asym", help="u8-asym (ONNX Runtime CPU) | s8-sym (TensorRT explicit INT8)"),
+    out: Optional[str] = typer.Option(None, help="new run folder (default <parent>-int8)"),
+    threads: Optional[int] = typer.Option(None),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """INT8 QDQ ONNX (per-channel weights, per-tensor activations), accuracy measured in ONNX Runtime."""
+    from .compress.quantize import QuantizeConfig, quantize_run
+
+    result = quantize_run(QuantizeConfig(parent=run, mode=mode, calib=calib, calib_method=calib_method,
+                                         activations=activations, out=out, threads=threads), progress=progress)
+    q = result.manifest["quantize"]
+    console.print(f"run folder: {result.path}", soft_wrap=True, highlight=False)
+    table = Table(title=f"INT8 {q['mode']} ({q['activations']} activations, {q['calib_images']} calibration images)")
+    for col in ("model", "val acc", "test acc"):
+        table.add_column(col)
+    for label, key in (("FP32 (ONNX Runtime)", "fp32_onnx"), ("INT8 (ONNX Runtime)", "int8_onnx")):
+        acc = q["accuracy"][key]
+        table.add_row(label, _pct(acc.get("val")), _pct(acc.get("test")))
+    console.print(table)
+    f = q["fusion"]
+    console.print(f"fused by ONNX Runtime: {f['qlinear_conv']}/{f['convs']} Conv -> QLinearConv, "
+                  f"{f['qlinear_add']} QLinearAdd, {f['float_add_left']} float Add left", highlight=False)
+
+
+@app.command()
 def evaluate(
     run: str = typer.Argument(..., help="run folder or .pt checkpoint"),
     data: Optional[str] = typer.Option(None, help="another data source (default: the run's own)"),
     split: str = typer.Option("test", help="train | val | test | all"),
+    backend: Optional[str] = typer.Option(None, help="torch | onnxruntime (default: the run's deliverable)"),
     threads: Optional[int] = typer.Option(None),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON on stdout"),
 ) -> None:
     """Accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix (PNG + JSON)."""
     from .train import evaluate_run
 
-    report = evaluate_run(run, data=data, split=split, threads=threads)
+    report = evaluate_run(run, data=data, split=split, threads=threads, backend=backend)
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
         return

@@ -24,6 +24,7 @@ from .io import save_torch, sha256_file, write_json
 MANIFEST = "manifest.json"
 MODEL_FILE = "model.pt"
 RESUME_FILE = "last.pt"
+ONNX_FILE = "model.onnx"
 CHECKPOINT_FORMAT = "fercomp-model/1"
 MANIFEST_SCHEMA = 1
 

@@ -60,13 +60,14 @@ def evaluate_run(
     data: str | None = None,
     split: str = "test",
     threads: int | None = None,
+    backend: str | None = None,
     write: bool = True,
 ) -> dict:
     """Evaluate a run folder (or model file) on a split; write eval_<split>.json and confusion_<split>.png."""
     from ..deploy.runtime import load
     from ..runs import Run
 
-    predictor = load(path, threads=threads)
+    predictor = load(path, threads=threads, backend=backend)
     path = Path(path)
     manifest = Run.load(path).manifest if path.is_dir() else {}
     dataset = data_for_run(manifest, data)
