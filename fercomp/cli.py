@@ -300,22 +300,29 @@ def pipeline(
     model: str = typer.Option("separable_cnn"),
     data: Optional[str] = typer.Option(None, help=DATA_HELP),
     epochs: Optional[int] = typer.Option(None, help="training epochs (default: short on synthetic data)"),
+    prune_ratio: float = typer.Option(0.5, help="fraction of channels removed by the prune stage"),
+    finetune_epochs: Optional[int] = typer.Option(None, help="fine-tuning epochs after pruning"),
     out: str = typer.Option("artifacts/pipeline", help="folder for every stage's run"),
     threads: Optional[int] = typer.Option(None),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
-    """Every stage end to end (today: train, evaluate), then a summary table."""
+    """Every stage end to end (train, prune, quantize), then a summary table."""
     from .pipeline import PipelineConfig, run_pipeline
 
-    result = run_pipeline(PipelineConfig(model=model, data=data, epochs=epochs, out=out, threads=threads), progress=progress)
+    result = run_pipeline(PipelineConfig(model=model, data=data, epochs=epochs, prune_ratio=prune_ratio,
+                                         finetune_epochs=finetune_epochs, out=out, threads=threads), progress=progress)
     table = Table(title=f"fercomp pipeline — {result['data']}")
-    for col in ("stage", "run", "params", "MACs", "val acc", "test acc", "test macro-F1", "time"):
-        table.add_column(col, overflow="fold")
+    for col in ("stage", "params", "MACs", "backend", "val acc", "test acc", "macro-F1", "time"):
+        table.add_column(col, no_wrap=col == "stage")
+    first = result["stages"][0]
     for row in result["stages"]:
-        table.add_row(row["stage"], row["run"], f"{row['params']:,}", f"{row['macs'] / 1e6:.1f} M",
+        table.add_row(row["stage"], f"{row['params']:,} ({row['params'] / first['params']:.2f}x)",
+                      f"{row['macs'] / 1e6:.2f} M ({row['macs'] / first['macs']:.2f}x)", row["backend"],
                       _pct(row.get("val_acc")), _pct(row.get("test_acc")), _pct(row.get("test_macro_f1")),
                       f"{row['time_s']:.0f} s")
     console.print(table)
+    for row in result["stages"]:
+        console.print(f"{row['stage']}: {row['run']}", soft_wrap=True, highlight=False)
 
 
 def _version_callback(value: bool) -> None:
