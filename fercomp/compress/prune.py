@@ -21,7 +21,7 @@ from ..errors import ConfigError, RunError
 from ..models import count_macs, count_params
 from ..runs import Run, save_checkpoint
 from ..train import TrainConfig, fit
-from ..train.evaluate import data_for_run, evaluate_model, write_evaluation
+from ..train.evaluate import data_for_run, evaluate_model, reports_by_split, write_evaluation
 from ..ui import console
 from .sparsity import PATTERNS, apply_2to4, global_magnitude_prune, is_2to4, layer_sparsity, overall_sparsity
 from .structured import IMPORTANCE_CRITERIA, prune_channels
@@ -89,12 +89,9 @@ def _load_parent(path: str) -> tuple[Run, torch.nn.Module, dict[str, Any]]:
 
 
 def _accuracy(model: torch.nn.Module, data: FerData, spec: dict) -> dict[str, float]:
-    out = {}
-    for split in ("val", "test"):
-        if split in data.splits and len(data.splits[split]):
-            report, _ = evaluate_model(model, data.splits[split], data.class_names, spec["normalization"])
-            out[split] = report["accuracy"]
-    return out
+    from ..deploy.runtime import TorchPredictor
+
+    return {name: r["accuracy"] for name, r in reports_by_split(TorchPredictor(model, spec), data).items()}
 
 
 def _calibration_batches(data: FerData, spec: dict, seed: int, batch_size: int = 64):

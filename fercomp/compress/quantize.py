@@ -24,7 +24,6 @@ import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnx
@@ -34,9 +33,9 @@ from ..data import FerData
 from ..deploy.onnx_export import export_onnx, onnx_metadata, write_metadata
 from ..deploy.runtime import OnnxPredictor, preprocess
 from ..errors import ConfigError, RunError
-from ..io import atomic_path
+from ..io import atomic_path, sha256_file
 from ..runs import ONNX_FILE, Run
-from ..train.evaluate import data_for_run, report_with_loss, write_evaluation
+from ..train.evaluate import data_for_run, reports_by_split, write_evaluation
 from ..ui import console
 
 MODES = ("ptq",)
@@ -120,15 +119,6 @@ def quantize_onnx_static(
         onnx.save(model, str(out))
 
 
-def _accuracy(predictor, data: FerData) -> dict[str, Any]:
-    out = {}
-    for split in ("val", "test"):
-        if split in data.splits and len(data.splits[split]):
-            report, _ = report_with_loss(predictor.predict_proba(data.splits[split].x), data.splits[split], data.class_names)
-            out[split] = report
-    return out
-
-
 def quantize_run(cfg: QuantizeConfig, progress: bool = True) -> Run:
     cfg.validate()
     if cfg.threads:
@@ -152,9 +142,8 @@ def quantize_run(cfg: QuantizeConfig, progress: bool = True) -> Run:
                          spec, cfg.calib_method, cfg.activations)
 
     log("measuring FP32 and INT8 accuracy in ONNX Runtime")
-    fp32 = _accuracy(OnnxPredictor(run.path / FP32_ONNX, threads=cfg.threads), data)
-    int8_predictor = OnnxPredictor(run.path / ONNX_FILE, threads=cfg.threads)
-    int8 = _accuracy(int8_predictor, data)
+    fp32 = reports_by_split(OnnxPredictor(run.path / FP32_ONNX, threads=cfg.threads), data)
+    int8 = reports_by_split(OnnxPredictor(run.path / ONNX_FILE, threads=cfg.threads), data)
     fp32_ops, int8_ops = optimized_op_counts(run.path / FP32_ONNX), optimized_op_counts(run.path / ONNX_FILE)
     source_convs = sum(1 for n in onnx.load(str(run.path / FP32_ONNX)).graph.node if n.op_type == "Conv")
     fusion = {
@@ -176,11 +165,5 @@ def quantize_run(cfg: QuantizeConfig, progress: bool = True) -> Run:
     metrics = {"val_acc": int8.get("val", {}).get("accuracy"), "test_acc": int8.get("test", {}).get("accuracy"),
                "test_macro_f1": int8.get("test", {}).get("macro_f1"), "backend": "onnxruntime int8"}
     run.update(quantize=record, metrics=metrics, status="complete",
-               files={"model.onnx": _sha(run.path / ONNX_FILE), FP32_ONNX: _sha(run.path / FP32_ONNX)})
+               files={ONNX_FILE: sha256_file(run.path / ONNX_FILE), FP32_ONNX: sha256_file(run.path / FP32_ONNX)})
     return run
-
-
-def _sha(path: Path) -> str:
-    from ..io import sha256_file
-
-    return sha256_file(path)

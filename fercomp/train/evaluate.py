@@ -20,6 +20,16 @@ def report_with_loss(probs: np.ndarray, split: Split, class_names) -> tuple[dict
     return report, float(nll)
 
 
+def reports_by_split(predictor, data: FerData, splits=("val", "test")) -> dict[str, dict]:
+    """Classification report of a predictor on each named split the data has."""
+    out = {}
+    for name in splits:
+        if name in data.splits and len(data.splits[name]):
+            part = data.splits[name]
+            out[name], _ = report_with_loss(predictor.predict_proba(part.x), part, data.class_names)
+    return out
+
+
 def evaluate_model(model, split: Split, class_names, normalization: dict, batch_size: int = 512) -> tuple[dict, float]:
     """Evaluate a live torch model (used every epoch on the validation split)."""
     from ..deploy.runtime import TorchPredictor
