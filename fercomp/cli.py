@@ -112,12 +112,26 @@ def train(
         early_stop=early_stop, seed=seed, threads=threads, out=out, channels_last=channels_last,
     )
     try:
-        run = fit(cfg, resume=resume, progress=progress)
+        if resume and _is_qat_run(resume):
+            from .compress.qat import resume_qat
+
+            run = resume_qat(resume, progress=progress)
+        else:
+            run = fit(cfg, resume=resume, progress=progress)
     except KeyboardInterrupt:
         target = resume or cfg.out or "the run folder"
         console.print(f"interrupted; continue with: fercomp train --resume {target}")
         raise typer.Exit(130)
     _print_run_summary(run)
+
+
+def _is_qat_run(path: str) -> bool:
+    from .runs import Run
+
+    try:
+        return Run.load(path).manifest.get("quantize", {}).get("mode") == "qat"
+    except FercompError:
+        return False  # fit reports the problem with the folder
 
 
 def _print_run_summary(run) -> None:
@@ -189,10 +203,13 @@ def _print_prune_summary(run) -> None:
 @app.command()
 def quantize(
     run: str = typer.Argument(..., help="float run folder (trained or pruned) to quantize"),
-    mode: str = typer.Option("ptq", help="ptq: post-training static quantization calibrated on training images"),
+    mode: str = typer.Option("ptq", help="ptq (calibrate on training images) | qat (fine-tune with fake quantization)"),
     calib: int = typer.Option(512, help="training images used for calibration"),
     calib_method: str = typer.Option("minmax", help="minmax | percentile | entropy"),
-    activations: str = typer.Option("u8-asym", help="u8-asym (ONNX Runtime CPU) | s8-sym (TensorRT explicit INT8)"),
+    activations: str = typer.Option("u8-asym", help="u8-asym (ONNX Runtime CPU) | s8-sym (TensorRT explicit INT8; ptq)"),
+    epochs: int = typer.Option(5, help="qat: fine-tuning epochs (BN stats freeze at 60%, observers at 80%)"),
+    lr: Optional[float] = typer.Option(None, help="qat: peak lr (default: a twentieth of the parent's)"),
+    distill: bool = typer.Option(False, "--distill", help="qat: also learn the float parent's soft targets"),
     out: Optional[str] = typer.Option(None, help="new run folder (default <parent>-int8)"),
     threads: Optional[int] = typer.Option(None),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
@@ -201,19 +218,21 @@ def quantize(
     from .compress.quantize import QuantizeConfig, quantize_run
 
     result = quantize_run(QuantizeConfig(parent=run, mode=mode, calib=calib, calib_method=calib_method,
-                                         activations=activations, out=out, threads=threads), progress=progress)
+                                         activations=activations, epochs=epochs, lr=lr, distill=distill,
+                                         out=out, threads=threads), progress=progress)
     q = result.manifest["quantize"]
     console.print(f"run folder: {result.path}", soft_wrap=True, highlight=False)
-    table = Table(title=f"INT8 {q['mode']} ({q['activations']} activations, {q['calib_images']} calibration images)")
+    table = Table(title=f"INT8 {q['mode']} ({q['activations']} activations)")
     for col in ("model", "val acc", "test acc"):
         table.add_column(col)
-    for label, key in (("FP32 (ONNX Runtime)", "fp32_onnx"), ("INT8 (ONNX Runtime)", "int8_onnx")):
-        acc = q["accuracy"][key]
-        table.add_row(label, _pct(acc.get("val")), _pct(acc.get("test")))
+    labels = {"fp32_onnx": "FP32 (ONNX Runtime)", "torch_fake_quant": "fake-quant (torch)", "int8_onnx": "INT8 (ONNX Runtime)"}
+    for key, acc in q["accuracy"].items():
+        table.add_row(labels.get(key, key), _pct(acc.get("val")), _pct(acc.get("test")))
     console.print(table)
-    f = q["fusion"]
-    console.print(f"fused by ONNX Runtime: {f['qlinear_conv']}/{f['convs']} Conv -> QLinearConv, "
-                  f"{f['qlinear_add']} QLinearAdd, {f['float_add_left']} float Add left", highlight=False)
+    if "fusion" in q:
+        f = q["fusion"]
+        console.print(f"fused by ONNX Runtime: {f['qlinear_conv']}/{f['convs']} Conv -> QLinearConv, "
+                      f"{f['qlinear_add']} QLinearAdd, {f['float_add_left']} float Add left", highlight=False)
 
 
 @app.command()

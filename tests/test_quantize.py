@@ -101,3 +101,48 @@ def test_quantizing_a_quantized_run_is_refused(capsys, int8, tmp_path):
     err = capsys.readouterr().err
     assert code == 2 and "already quantized" in err
     assert not (tmp_path / "again").exists()
+
+
+@pytest.fixture(scope="module")
+def qat(trained, tmp_path_factory):
+    return quantize_run(QuantizeConfig(parent=str(trained.path), mode="qat", epochs=2,
+                                       out=str(tmp_path_factory.mktemp("qat") / "qat")), progress=False)
+
+
+def test_qat_exports_fully_fused_int8_that_matches_its_fake_quant_model(qat, trained):
+    m = qat.manifest
+    assert m["stage"] == "quantize" and m["status"] == "complete"
+    graph = onnx.load(str(qat.path / "model.onnx")).graph
+    convs = sum(n.op_type == "Conv" for n in graph.node)
+    ops = optimized_op_counts(qat.path / "model.onnx")
+    assert convs >= 10 and ops["QLinearConv"] == convs and ops.get("Add", 0) == 0
+    # ONNX Runtime's INT8 computes what the torch fake-quant model computed
+    assert m["quantize"]["ort_vs_fake_quant_top1_agreement_test"] >= 0.99
+    acc = m["quantize"]["accuracy"]
+    assert abs(acc["int8_onnx"]["test"] - trained.manifest["metrics"]["test_acc"]) <= 0.05
+    assert evaluate_run(qat.path, split="test", write=False)["accuracy"] == pytest.approx(m["metrics"]["test_acc"])
+    assert not (qat.path / "last.pt").exists()
+
+
+def test_qat_resumes_after_interruption(trained, tmp_path, monkeypatch):
+    from fercomp.compress import qat as qat_module
+    from fercomp.runs import Run
+
+    original = qat_module.QatRecipe.on_epoch_start
+
+    def stop_at_epoch_2(self, model, epoch):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        original(self, model, epoch)
+
+    monkeypatch.setattr(qat_module.QatRecipe, "on_epoch_start", stop_at_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        quantize_run(QuantizeConfig(parent=str(trained.path), mode="qat", epochs=2, out=str(tmp_path / "q")),
+                     progress=False)
+    monkeypatch.setattr(qat_module.QatRecipe, "on_epoch_start", original)
+    assert Run.load(tmp_path / "q").manifest["status"] == "interrupted"
+    code = main(["train", "--resume", str(tmp_path / "q"), "--no-progress"])
+    assert code == 0
+    run = Run.load(tmp_path / "q")
+    assert run.manifest["status"] == "complete" and run.manifest["metrics"]["epochs_run"] == 2
+    assert (run.path / "model.onnx").exists()

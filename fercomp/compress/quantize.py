@@ -38,7 +38,8 @@ from ..runs import ONNX_FILE, Run
 from ..train.evaluate import data_for_run, reports_by_split, write_evaluation
 from ..ui import console
 
-MODES = ("ptq",)
+MODES = ("ptq", "qat")
+QAT_LR_FACTOR = 0.05  # QAT fine-tunes gently: a twentieth of the parent's peak lr unless --lr says otherwise
 ACTIVATION_ENCODINGS = ("u8-asym", "s8-sym")
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 FP32_ONNX = "model_fp32.onnx"
@@ -51,6 +52,9 @@ class QuantizeConfig:
     calib: int = 512  # training images used to calibrate activation ranges
     calib_method: str = "minmax"
     activations: str = "u8-asym"
+    epochs: int = 5  # qat: fine-tuning epochs with fake quantization
+    lr: float | None = None
+    distill: bool = False
     out: str | None = None
     threads: int | None = None
     seed: int = 0
@@ -62,6 +66,10 @@ class QuantizeConfig:
             raise ConfigError(f"--calib must be >= 1 image (got {self.calib})")
         if self.calib_method not in CALIBRATION_METHODS:
             raise ConfigError(f"--calib-method must be one of {', '.join(CALIBRATION_METHODS)} (got {self.calib_method!r})")
+        if self.mode == "qat" and self.epochs < 1:
+            raise ConfigError(f"--epochs must be >= 1 for qat (got {self.epochs})")
+        if self.mode == "qat" and self.activations != "u8-asym":
+            raise ConfigError("--mode qat exports u8-asym activations (ONNX Runtime); use --mode ptq for s8-sym")
         if self.activations not in ACTIVATION_ENCODINGS:
             raise ConfigError(f"--activations must be one of {', '.join(ACTIVATION_ENCODINGS)} (got {self.activations!r})")
 
@@ -119,6 +127,35 @@ def quantize_onnx_static(
         onnx.save(model, str(out))
 
 
+def _quantize_aware_training(cfg: QuantizeConfig, parent: Run, out: Path, progress: bool) -> Run:
+    from ..train import TrainConfig, fit
+    from .qat import QatRecipe, qat_epochs_default
+
+    if "config" not in parent.manifest:
+        raise RunError(f"{parent.path}: has no training recipe to fine-tune with (manifest lacks 'config')")
+    parent_cfg = TrainConfig.from_dict(parent.manifest["config"])
+    freeze_bn, freeze_observers = qat_epochs_default(cfg.epochs)
+    run = Run.create(out, stage="quantize", parent=parent, quantize={
+        "mode": "qat", "weights": "int8 per-channel symmetric", "activations": "per-tensor u8-asym",
+        "format": "QDQ ONNX", "tool": "torchao PT2E (prepare_qat_pt2e / convert_pt2e, XNNPACK annotator)",
+        "epochs": cfg.epochs, "freeze_bn_after_epoch": freeze_bn, "freeze_observers_after_epoch": freeze_observers,
+        "distill": cfg.distill})
+    train_cfg = TrainConfig.from_dict({
+        **parent_cfg.to_dict(),
+        "init_from": str(parent.path.resolve()),
+        "epochs": cfg.epochs,
+        "lr": cfg.lr or parent_cfg.lr * QAT_LR_FACTOR,
+        "warmup_epochs": 0,
+        "early_stop": None,
+        "out": str(run.path),
+        "distill_from": str(parent.path.resolve()) if cfg.distill else None,
+        "keep_sparsity": False,
+        "threads": cfg.threads or parent_cfg.threads,
+    })
+    recipe = QatRecipe(freeze_bn, freeze_observers, source_run=str(parent.path))
+    return fit(train_cfg, run=run, progress=progress, recipe=recipe)
+
+
 def quantize_run(cfg: QuantizeConfig, progress: bool = True) -> Run:
     cfg.validate()
     if cfg.threads:
@@ -128,7 +165,9 @@ def quantize_run(cfg: QuantizeConfig, progress: bool = True) -> Run:
         raise RunError(f"{parent.path}: this run is already quantized; quantize its float parent instead")
     model, spec = parent.load_model()
     data = data_for_run(parent.manifest, None)
-    out = Path(cfg.out) if cfg.out else parent.path.parent / f"{parent.name}-int8"
+    out = Path(cfg.out) if cfg.out else parent.path.parent / f"{parent.name}-{cfg.mode}-int8"
+    if cfg.mode == "qat":
+        return _quantize_aware_training(cfg, parent, out, progress)
     run = Run.create(out, stage="quantize", parent=parent, model=spec, params=parent.manifest.get("params"),
                      macs=parent.manifest.get("macs"),
                      quantize={"mode": cfg.mode, "calib_images": cfg.calib, "calib_method": cfg.calib_method,

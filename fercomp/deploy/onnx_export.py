@@ -50,6 +50,11 @@ def read_metadata(path_or_model: str | Path | onnx.ModelProto) -> dict[str, Any]
     return {}
 
 
+def batch_dim() -> dict:
+    """Dynamic-shape spec of an image batch: any batch size, fixed channels and size."""
+    return {0: torch.export.Dim("batch", min=1, max=4096)}
+
+
 def export_onnx(
     model: torch.nn.Module,
     spec: dict[str, Any],
@@ -65,7 +70,7 @@ def export_onnx(
     model = model.eval().to(memory_format=torch.contiguous_format)
     h, w = spec["input_size"]
     example = torch.zeros(2, spec.get("in_chans", 1), h, w)
-    dynamic = {"x": {0: torch.export.Dim("batch", min=1, max=4096)}} if dynamic_batch else None
+    dynamic = (batch_dim(),) if dynamic_batch else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter is chatty about internals users cannot act on
         program = torch.onnx.export(

@@ -48,7 +48,8 @@ class TorchPredictor:
     backend = "torch"
 
     def __init__(self, model: torch.nn.Module, spec: dict[str, Any], batch_size: int = 256):
-        self.model = model.eval()
+        model.eval()  # exported (QAT) graphs return None from eval(), so don't chain it
+        self.model = model
         self.spec = spec
         self.class_names = list(spec["class_names"])
         self.batch_size = batch_size

@@ -78,6 +78,24 @@ def make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Opti
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0, weight_decay=cfg.weight_decay)
 
 
+class FloatRecipe:
+    """What `fit` trains and saves: the float model itself. Quantization-aware training swaps it."""
+
+    channels_last = True
+
+    def prepare(self, model: torch.nn.Module, input_size: tuple[int, int]) -> torch.nn.Module:
+        return model
+
+    def on_epoch_start(self, model: torch.nn.Module, epoch: int) -> None:
+        pass
+
+    def save_best(self, run: Run, model: torch.nn.Module, spec: dict) -> None:
+        run.save_model(model, spec)
+
+    def finish(self, run: Run, cfg: TrainConfig, data: FerData, state: dict, model: torch.nn.Module) -> Run:
+        return _finish(run, cfg, data, state)
+
+
 def load_model_from(path: str | Path):
     """(model, spec) from a run folder or a checkpoint file."""
     path = Path(path)
@@ -91,12 +109,15 @@ def fit(
     run: Run | None = None,
     progress: bool = True,
     on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
+    recipe: "FloatRecipe | None" = None,
 ) -> Run:
     """Train as `cfg` says and return the run folder.
 
     `resume` continues an interrupted run (any stage that trains) with its saved settings; `run`
     is a folder a later stage (prune) created and filled with its own manifest fields first.
+    `recipe` changes what is trained and saved (quantization-aware training); default: float.
     """
+    recipe = recipe or FloatRecipe()
     if resume is not None:
         run = Run.load(resume)
         if "config" not in run.manifest:
@@ -122,6 +143,8 @@ def fit(
     else:
         model = create(cfg.model, num_classes=data.num_classes, **cfg.model_kwargs)
         model_name, model_kwargs = cfg.model, cfg.model_kwargs
+    float_params, float_macs = count_params(model), count_macs(model)
+    model = recipe.prepare(model, tuple(getattr(model, "input_size", (48, 48))))
     ckpt = _load_resume_state(run) if resume is not None else None
     if ckpt is not None:  # before the optimizer exists: this may resize layers
         fit_to_state_dict(model, ckpt["model"])
@@ -130,7 +153,7 @@ def fit(
     norm = dict(DEFAULT_NORMALIZATION)
     spec = model_spec(model_name, model_kwargs, data.class_names, model, norm)
     augment = Augmenter(cfg.augment)
-    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    memory_format = torch.channels_last if cfg.channels_last and recipe.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     if teacher is not None:
         teacher = teacher.to(memory_format=memory_format)
@@ -140,8 +163,8 @@ def fit(
         config=cfg.to_dict(),
         data={"source": data.source, **data.meta, "sizes": {k: len(v) for k, v in data.splits.items()}},
         model=spec,
-        params=count_params(model),
-        macs=count_macs(model),
+        params=float_params,
+        macs=float_macs,
     )
     if run is None:
         run = Run.create(cfg.out or default_run_path(cfg.model), stage="train", **fields)
@@ -176,6 +199,7 @@ def fit(
             for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
                 task = bar.add_task(f"epoch {epoch}/{cfg.epochs}", total=steps_per_epoch, loss=0.0, acc=0.0, ips=0.0)
                 model.train()
+                recipe.on_epoch_start(model, epoch)
                 if cfg.balanced_sampler:
                     order = balanced_sampler_indices(train.y, len(train), generator)
                 else:
@@ -233,7 +257,7 @@ def fit(
                 improved = record["val_acc"] > state["best_acc"]
                 if improved:
                     state.update(best_acc=record["val_acc"], best_epoch=epoch, bad_epochs=0)
-                    run.save_model(model, spec)
+                    recipe.save_best(run, model, spec)
                 else:
                     state["bad_epochs"] += 1
                     if cfg.schedule == "plateau" and state["bad_epochs"] % PLATEAU_PATIENCE == 0:
@@ -256,7 +280,7 @@ def fit(
         run.update(status="interrupted")
         raise
 
-    return _finish(run, cfg, data, state)
+    return recipe.finish(run, cfg, data, state, model)
 
 
 def _load_resume_state(run: Run) -> dict:
@@ -298,12 +322,11 @@ def _save_epoch(run: Run, model, optimizer, generator: torch.Generator, state: d
     run.update(epochs_done=state["epoch"], train_time_s=round(state["train_time_s"], 1))
 
 
-def _finish(run: Run, cfg: TrainConfig, data: FerData, state: dict) -> Run:
-    """Evaluate the best-on-val weights, record the metrics, drop the resume checkpoint."""
-    model, spec = run.load_model()
+def history_metrics(state: dict) -> dict[str, Any]:
+    """Summary of the epochs run: best epoch, time, and the share of time spent on the data path."""
     history = state["history"]
     epoch_times = [r["epoch_s"] for r in history]
-    metrics: dict[str, Any] = {
+    return {
         "best_epoch": state["best_epoch"],
         "val_acc": state["best_acc"],
         "epochs_run": state["epoch"],
@@ -311,6 +334,12 @@ def _finish(run: Run, cfg: TrainConfig, data: FerData, state: dict) -> Run:
         "mean_epoch_s": round(float(np.mean(epoch_times)), 2),
         "data_fraction": round(sum(r["data_s"] for r in history) / max(1e-9, sum(epoch_times)), 4),
     }
+
+
+def _finish(run: Run, cfg: TrainConfig, data: FerData, state: dict) -> Run:
+    """Evaluate the best-on-val weights, record the metrics, drop the resume checkpoint."""
+    model, spec = run.load_model()
+    metrics = history_metrics(state)
     if cfg.evaluate_test and "test" in data.splits and len(data.splits["test"]):
         report, _ = evaluate_model(model, data.split("test"), data.class_names, spec["normalization"])
         write_evaluation(run.path, "test", report, source=data.source)
