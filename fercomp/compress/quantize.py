@@ -163,11 +163,12 @@ def quantize_run(cfg: QuantizeConfig, progress: bool = True) -> Run:
     parent = Run.load(cfg.parent)
     if parent.stage == "quantize":
         raise RunError(f"{parent.path}: this run is already quantized; quantize its float parent instead")
+    out = Path(cfg.out) if cfg.out else parent.path.parent / f"{parent.name}-{cfg.mode}-int8"
+    if cfg.mode == "qat":  # the training loop loads the model and data itself
+        parent.load_model()  # fail now, before a run folder exists, if the parent holds no model
+        return _quantize_aware_training(cfg, parent, out, progress)
     model, spec = parent.load_model()
     data = data_for_run(parent.manifest, None)
-    out = Path(cfg.out) if cfg.out else parent.path.parent / f"{parent.name}-{cfg.mode}-int8"
-    if cfg.mode == "qat":
-        return _quantize_aware_training(cfg, parent, out, progress)
     run = Run.create(out, stage="quantize", parent=parent, model=spec, params=parent.manifest.get("params"),
                      macs=parent.manifest.get("macs"),
                      quantize={"mode": cfg.mode, "calib_images": cfg.calib, "calib_method": cfg.calib_method,
