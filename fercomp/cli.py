@@ -112,26 +112,35 @@ def train(
         early_stop=early_stop, seed=seed, threads=threads, out=out, channels_last=channels_last,
     )
     try:
-        if resume and _is_qat_run(resume):
+        stage = _resumable_stage(resume) if resume else None
+        if stage == "qat":
             from .compress.qat import resume_qat
 
             run = resume_qat(resume, progress=progress)
+        elif stage == "prune":
+            from .compress.prune import resume_prune
+
+            run = resume_prune(resume, progress=progress)
         else:
             run = fit(cfg, resume=resume, progress=progress)
     except KeyboardInterrupt:
-        target = resume or cfg.out or "the run folder"
+        target = resume or cfg.out or f"artifacts/{model}[-N] (the run folder printed above)"
         console.print(f"interrupted; continue with: fercomp train --resume {target}")
         raise typer.Exit(130)
     _print_run_summary(run)
 
 
-def _is_qat_run(path: str) -> bool:
+def _resumable_stage(path: str) -> Optional[str]:
+    """Which stage's resume to call: QAT and prune runs record more than a training run at the end."""
     from .runs import Run
 
     try:
-        return Run.load(path).manifest.get("quantize", {}).get("mode") == "qat"
+        manifest = Run.load(path).manifest
     except FercompError:
-        return False  # fit reports the problem with the folder
+        return None  # fit reports the problem with the folder
+    if manifest.get("quantize", {}).get("mode") == "qat":
+        return "qat"
+    return "prune" if manifest.get("stage") == "prune" else None
 
 
 def _print_run_summary(run) -> None:

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import platform
+import shutil
+from contextlib import contextmanager
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch import nn
@@ -124,7 +126,7 @@ class Run:
             "schema": MANIFEST_SCHEMA,
             "name": path.name,
             "stage": stage,
-            "parent": str(parent.path) if parent else None,
+            "parent": str(parent.path.resolve()) if parent else None,
             "status": "running",
             "created": now_iso(),
             "updated": now_iso(),
@@ -176,6 +178,13 @@ class Run:
             run = run.parent
         return chain[::-1]
 
+    def require_complete(self) -> "Run":
+        """A parent must be finished: a running or interrupted run's model.pt can still change."""
+        status = self.manifest.get("status")
+        if status != "complete":
+            raise RunError(f"{self.path}: this run is {status}; finish it (fercomp train --resume {self.path}) first")
+        return self
+
     def update(self, **fields: Any) -> None:
         self.manifest.update(fields)
         self.save()
@@ -199,3 +208,14 @@ class Run:
         if not self.model_path.is_file():
             raise RunError(f"{self.path}: this run holds no model ({MODEL_FILE} missing)")
         return load_checkpoint(self.model_path)
+
+
+@contextmanager
+def removed_on_failure(run: Run) -> Iterator[Run]:
+    """Delete a stage's new run folder if the stage fails before it can be resumed (no last.pt)."""
+    try:
+        yield run
+    except BaseException:
+        if not (run.path / RESUME_FILE).exists():
+            shutil.rmtree(run.path, ignore_errors=True)
+        raise

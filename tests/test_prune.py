@@ -173,7 +173,7 @@ def test_prune_cli_errors(capsys, parent_run, tmp_path, argv, expected):
 
 
 def test_prune_a_folder_without_model(capsys, tmp_path):
-    Run.create(tmp_path / "empty", stage="train")
+    Run.create(tmp_path / "empty", stage="train").update(status="complete")
     code = main(["prune", str(tmp_path / "empty"), "--no-progress"])
     err = capsys.readouterr().err
     assert code == 2 and "no model" in err

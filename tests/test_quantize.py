@@ -52,7 +52,7 @@ def test_every_conv_and_add_is_fused_by_onnxruntime(which, request):
 def test_int8_agrees_with_fp32_in_onnxruntime(int8, trained):
     from fercomp.train.evaluate import data_for_run
 
-    data = data_for_run(trained.manifest, None)
+    data = data_for_run(trained, None)
     x = data.split("test").x
     p32 = OnnxPredictor(int8.path / "model_fp32.onnx").predict_proba(x)
     p8 = OnnxPredictor(int8.path / "model.onnx").predict_proba(x)

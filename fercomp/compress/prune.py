@@ -19,7 +19,7 @@ import torch
 from ..data import FerData
 from ..errors import ConfigError, RunError
 from ..models import count_macs, count_params
-from ..runs import Run, save_checkpoint
+from ..runs import Run, removed_on_failure, save_checkpoint
 from ..train import TrainConfig, fit
 from ..train.evaluate import data_for_run, evaluate_model, reports_by_split, write_evaluation
 from ..ui import console
@@ -76,12 +76,21 @@ class PruneConfig:
             raise ConfigError(f"--finetune-epochs must be >= 0 (got {self.finetune_epochs})")
         if self.distill and self.finetune_epochs == 0:
             raise ConfigError("--distill needs --finetune-epochs > 0")
+        if self.lr is not None and self.lr <= 0:
+            raise ConfigError(f"--lr must be > 0 (got {self.lr})")
+        if self.temperature <= 0:
+            raise ConfigError(f"--temperature must be > 0 (got {self.temperature})")
+        if not 0 <= self.alpha <= 1:
+            raise ConfigError(f"--alpha must be in [0, 1] (got {self.alpha})")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"--threads must be >= 1 (got {self.threads})")
 
 
 def _load_parent(path: str) -> tuple[Run, torch.nn.Module, dict[str, Any]]:
     parent = Run.load(path)
     if parent.stage == "quantize":
         raise RunError(f"{parent.path}: a quantized run cannot be pruned; prune its float parent instead")
+    parent.require_complete()
     model, spec = parent.load_model()
     if "config" not in parent.manifest:
         raise RunError(f"{parent.path}: has no training recipe to fine-tune with (manifest lacks 'config')")
@@ -133,23 +142,24 @@ def prune_run(cfg: PruneConfig, progress: bool = True) -> Run:
     cfg.validate()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    parent = Run.load(cfg.parent)
+    parent, _, _ = _load_parent(cfg.parent)
+    recipe = TrainConfig.from_dict(parent.manifest["config"])  # every round fine-tunes with the root's recipe
     out = Path(cfg.out) if cfg.out else _default_out(parent, cfg)
     if cfg.steps == 1 or cfg.unstructured or cfg.pattern:
-        return _prune_once(cfg, parent, out, cfg.ratio, progress)
+        return _prune_once(cfg, parent, out, cfg.ratio, progress, recipe)
     run = parent
     for k, ratio in enumerate(step_ratios(cfg.ratio, cfg.steps), start=1):
         target = out if k == cfg.steps else out / f"step-{k}"
         if progress:
             console.print(f"round {k}/{cfg.steps}: removing {ratio:.1%} of the remaining channels")
-        run = _prune_once(cfg, run, target, ratio, progress, round_index=k)
+        run = _prune_once(cfg, run, target, ratio, progress, recipe, round_index=k)
     return run
 
 
-def _prune_once(cfg: PruneConfig, parent: Run, out: Path, ratio: float, progress: bool, round_index: int = 1) -> Run:
+def _prune_once(cfg: PruneConfig, parent: Run, out: Path, ratio: float, progress: bool, parent_cfg: TrainConfig,
+                round_index: int = 1) -> Run:
     parent, model, spec = _load_parent(str(parent.path))
-    data = data_for_run(parent.manifest, None)
-    parent_cfg = TrainConfig.from_dict(parent.manifest["config"])
+    data = data_for_run(parent, None)
     before = {"params": count_params(model), "macs": count_macs(model), "accuracy": _accuracy(model, data, spec)}
 
     if cfg.pattern:
@@ -186,6 +196,11 @@ def _prune_once(cfg: PruneConfig, parent: Run, out: Path, ratio: float, progress
     }
 
     run = Run.create(out, stage="prune", parent=parent, prune=record)
+    with removed_on_failure(run):
+        return _finetune_pruned(cfg, run, parent, model, spec, data, after, parent_cfg, sparse, round_index, progress)
+
+
+def _finetune_pruned(cfg, run, parent, model, spec, data, after, parent_cfg, sparse, round_index, progress) -> Run:
     save_checkpoint(run.path / PRUNED_FILE, model, spec)
     epochs = cfg.finetune_epochs if round_index == cfg.steps or sparse else max(1, cfg.finetune_epochs // cfg.steps)
     if epochs == 0:
@@ -200,7 +215,7 @@ def _prune_once(cfg: PruneConfig, parent: Run, out: Path, ratio: float, progress
         **parent_cfg.to_dict(),
         "init_from": str((run.path / PRUNED_FILE).resolve()),
         "epochs": epochs,
-        "lr": cfg.lr or parent_cfg.lr * FINETUNE_LR_FACTOR,
+        "lr": cfg.lr if cfg.lr is not None else parent_cfg.lr * FINETUNE_LR_FACTOR,
         "warmup_epochs": 0,
         "early_stop": None,
         "out": str(run.path),
@@ -212,6 +227,13 @@ def _prune_once(cfg: PruneConfig, parent: Run, out: Path, ratio: float, progress
     })
     run = fit(finetune, run=run, progress=progress)
     _record_final(run, sparse)
+    return run
+
+
+def resume_prune(path: str | Path, progress: bool = True) -> Run:
+    """Continue an interrupted prune run's fine-tuning, then record its after-fine-tune figures."""
+    run = fit(TrainConfig(), resume=path, progress=progress)
+    _record_final(run, run.manifest["prune"].get("sparsity") is not None)
     return run
 
 

@@ -18,6 +18,7 @@ moved to ExecuTorch); fercomp only configures it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import warnings
 
@@ -95,6 +96,18 @@ class QatRecipe(FloatRecipe):
         if epoch > self.freeze_bn_epoch:
             _freeze_batchnorm_stats(model)
 
+    @contextlib.contextmanager
+    def evaluating(self, model):
+        # Fake-quant observers update their ranges whenever enabled, even in eval mode: switch them
+        # off for validation so no validation (or test) statistics leak into the INT8 scales.
+        flags = {m: m.observer_enabled.clone() for m in model.modules() if hasattr(m, "observer_enabled")}
+        model.apply(_torchao()[0].disable_observer)
+        try:
+            yield
+        finally:
+            for module, flag in flags.items():
+                module.observer_enabled.copy_(flag)
+
     def save_best(self, run, model, spec):
         save_torch(run.path / QAT_BEST, {"format": QAT_FORMAT, "state_dict": model.state_dict()})
 
@@ -102,6 +115,7 @@ class QatRecipe(FloatRecipe):
         _, _, convert_pt2e, _, _ = _torchao()
         best = torch.load(run.path / QAT_BEST, map_location="cpu", weights_only=True)
         model.load_state_dict(best["state_dict"])
+        model.apply(_torchao()[0].disable_observer)  # the saved flags may be on: scales are final now
         model.eval()
         spec = run.manifest["model"]
         fake_quant = reports_by_split(TorchPredictor(model, spec), data)

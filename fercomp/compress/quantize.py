@@ -34,7 +34,7 @@ from ..deploy.onnx_export import export_onnx, onnx_metadata, write_metadata
 from ..deploy.runtime import OnnxPredictor, preprocess
 from ..errors import ConfigError, RunError
 from ..io import atomic_path, sha256_file
-from ..runs import ONNX_FILE, Run
+from ..runs import ONNX_FILE, Run, removed_on_failure
 from ..train.evaluate import data_for_run, reports_by_split, write_evaluation
 from ..ui import console
 
@@ -70,6 +70,10 @@ class QuantizeConfig:
             raise ConfigError(f"--epochs must be >= 1 for qat (got {self.epochs})")
         if self.mode == "qat" and self.activations != "u8-asym":
             raise ConfigError("--mode qat exports u8-asym activations (ONNX Runtime); use --mode ptq for s8-sym")
+        if self.lr is not None and self.lr <= 0:
+            raise ConfigError(f"--lr must be > 0 (got {self.lr})")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"--threads must be >= 1 (got {self.threads})")
         if self.activations not in ACTIVATION_ENCODINGS:
             raise ConfigError(f"--activations must be one of {', '.join(ACTIVATION_ENCODINGS)} (got {self.activations!r})")
 
@@ -144,7 +148,7 @@ def _quantize_aware_training(cfg: QuantizeConfig, parent: Run, out: Path, progre
         **parent_cfg.to_dict(),
         "init_from": str(parent.path.resolve()),
         "epochs": cfg.epochs,
-        "lr": cfg.lr or parent_cfg.lr * QAT_LR_FACTOR,
+        "lr": cfg.lr if cfg.lr is not None else parent_cfg.lr * QAT_LR_FACTOR,
         "warmup_epochs": 0,
         "early_stop": None,
         "out": str(run.path),
@@ -152,8 +156,9 @@ def _quantize_aware_training(cfg: QuantizeConfig, parent: Run, out: Path, progre
         "keep_sparsity": False,
         "threads": cfg.threads or parent_cfg.threads,
     })
-    recipe = QatRecipe(freeze_bn, freeze_observers, source_run=str(parent.path))
-    return fit(train_cfg, run=run, progress=progress, recipe=recipe)
+    recipe = QatRecipe(freeze_bn, freeze_observers, source_run=str(parent.path.resolve()))
+    with removed_on_failure(run):
+        return fit(train_cfg, run=run, progress=progress, recipe=recipe)
 
 
 def quantize_run(cfg: QuantizeConfig, progress: bool = True) -> Run:
@@ -163,21 +168,31 @@ def quantize_run(cfg: QuantizeConfig, progress: bool = True) -> Run:
     parent = Run.load(cfg.parent)
     if parent.stage == "quantize":
         raise RunError(f"{parent.path}: this run is already quantized; quantize its float parent instead")
+    parent.require_complete()
     out = Path(cfg.out) if cfg.out else parent.path.parent / f"{parent.name}-{cfg.mode}-int8"
     if cfg.mode == "qat":  # the training loop loads the model and data itself
-        parent.load_model()  # fail now, before a run folder exists, if the parent holds no model
+        from .qat import _torchao
+
+        _torchao()  # fail now, before a run folder exists, if torchao is missing
+        parent.load_model()  # ... or if the parent holds no model
         return _quantize_aware_training(cfg, parent, out, progress)
     model, spec = parent.load_model()
-    data = data_for_run(parent.manifest, None)
+    data = data_for_run(parent, None)
     run = Run.create(out, stage="quantize", parent=parent, model=spec, params=parent.manifest.get("params"),
                      macs=parent.manifest.get("macs"),
                      quantize={"mode": cfg.mode, "calib_images": cfg.calib, "calib_method": cfg.calib_method,
                                "weights": "int8 per-channel symmetric",
                                "activations": f"per-tensor {cfg.activations}",
                                "format": "QDQ ONNX", "tool": "onnxruntime.quantization.quantize_static"})
+    with removed_on_failure(run):
+        return _calibrate_and_measure(run, cfg, parent, model, spec, data, progress)
+
+
+def _calibrate_and_measure(run: Run, cfg: QuantizeConfig, parent: Run, model, spec: dict, data: FerData,
+                           progress: bool) -> Run:
     log = console.print if progress else (lambda *a, **k: None)
     log(f"exporting FP32 ONNX and calibrating on {cfg.calib} training images ({cfg.calib_method})")
-    export_onnx(model, spec, run.path / FP32_ONNX, source_run=str(parent.path))
+    export_onnx(model, spec, run.path / FP32_ONNX, source_run=str(parent.path.resolve()))
     quantize_onnx_static(run.path / FP32_ONNX, run.path / ONNX_FILE, calibration_images(data, cfg.calib, cfg.seed),
                          spec, cfg.calib_method, cfg.activations)
 

@@ -120,6 +120,8 @@ def load(
     if backend is not None and backend not in BACKENDS:
         raise ConfigError(f"--backend must be one of {', '.join(BACKENDS)} (got {backend!r})")
     if threads is not None:
+        if threads < 1:
+            raise ConfigError(f"--threads must be >= 1 (got {threads})")
         torch.set_num_threads(threads)
     if path.is_dir():
         run = Run.load(path)

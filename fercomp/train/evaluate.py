@@ -50,9 +50,28 @@ def write_evaluation(folder: str | Path, split_name: str, report: dict, source: 
     )
 
 
-def data_for_run(manifest: dict[str, Any], source: str | None) -> FerData:
-    """The run's own data source (same labels, class map and seed), or another one the user names."""
-    cfg = manifest.get("config", {})
+def training_config(run) -> dict[str, Any]:
+    """The data settings of a run: its own training config, or the nearest ancestor's."""
+    for ancestor in reversed(run.lineage()):
+        if "config" in ancestor.manifest:
+            return ancestor.manifest["config"]
+    return {}
+
+
+def data_for_run(manifest_or_run, source: str | None) -> FerData:
+    """The run's own data source (same labels, class map and seed), or another one the user names.
+
+    Stages that did not train (PTQ, pruning without fine-tuning) use their nearest ancestor's
+    data; a model with no known data needs `--data`, never a silent fallback to synthetic faces.
+    """
+    from ..runs import Run
+
+    if isinstance(manifest_or_run, Run):
+        cfg = training_config(manifest_or_run)
+    else:
+        cfg = manifest_or_run.get("config", {})
+    if source is None and not cfg:
+        raise ConfigError("this model does not record its training data; pass --data SOURCE")
     return load_data(
         source if source is not None else cfg.get("data"),
         labels=cfg.get("labels", "fer2013"),
@@ -79,8 +98,7 @@ def evaluate_run(
 
     predictor = load(path, threads=threads, backend=backend)
     path = Path(path)
-    manifest = Run.load(path).manifest if path.is_dir() else {}
-    dataset = data_for_run(manifest, data)
+    dataset = data_for_run(Run.load(path) if path.is_dir() else {}, data)
     if list(dataset.class_names) != list(predictor.class_names):
         raise ConfigError(
             f"--data classes {list(dataset.class_names)} do not match the model's {predictor.class_names}"
@@ -90,5 +108,7 @@ def evaluate_run(
     report, loss = report_with_loss(probs, part, dataset.class_names)
     report.update(loss=loss, split=split, source=dataset.source, backend=predictor.backend)
     if write and path.is_dir():
-        write_evaluation(path, split, report, source=dataset.source, backend=predictor.backend)
+        # Another data source gets its own file name: the run's own evaluation is never overwritten.
+        name = split if data is None else f"{split}_{Path(str(data)).stem}"
+        write_evaluation(path, name, report, source=dataset.source, backend=predictor.backend)
     return report

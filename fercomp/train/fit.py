@@ -10,6 +10,7 @@ state is saved with it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -88,6 +89,10 @@ class FloatRecipe:
 
     def on_epoch_start(self, model: torch.nn.Module, epoch: int) -> None:
         pass
+
+    def evaluating(self, model: torch.nn.Module):
+        """Context for validation passes (QAT keeps its observers from seeing validation data)."""
+        return contextlib.nullcontext()
 
     def save_best(self, run: Run, model: torch.nn.Module, spec: dict) -> None:
         run.save_model(model, spec)
@@ -197,6 +202,8 @@ def fit(
     try:
         with bar:
             for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
+                if cfg.early_stop and state["bad_epochs"] >= cfg.early_stop:
+                    break  # early-stopped before an interruption: a resume must not train on
                 task = bar.add_task(f"epoch {epoch}/{cfg.epochs}", total=steps_per_epoch, loss=0.0, acc=0.0, ips=0.0)
                 model.train()
                 recipe.on_epoch_start(model, epoch)
@@ -238,7 +245,8 @@ def fit(
                 bar.remove_task(task)
                 train_s = time.perf_counter() - t_epoch
 
-                val_report, val_loss = evaluate_model(model, val, data.class_names, norm)
+                with recipe.evaluating(model):
+                    val_report, val_loss = evaluate_model(model, val, data.class_names, norm)
                 record = {
                     "epoch": epoch,
                     "lr": lr,
