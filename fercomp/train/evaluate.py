@@ -58,18 +58,13 @@ def training_config(run) -> dict[str, Any]:
     return {}
 
 
-def data_for_run(manifest_or_run, source: str | None) -> FerData:
+def data_for_run(run, source: str | None) -> FerData:
     """The run's own data source (same labels, class map and seed), or another one the user names.
 
     Stages that did not train (PTQ, pruning without fine-tuning) use their nearest ancestor's
     data; a model with no known data needs `--data`, never a silent fallback to synthetic faces.
     """
-    from ..runs import Run
-
-    if isinstance(manifest_or_run, Run):
-        cfg = training_config(manifest_or_run)
-    else:
-        cfg = manifest_or_run.get("config", {})
+    cfg = training_config(run) if run is not None else {}
     if source is None and not cfg:
         raise ConfigError("this model does not record its training data; pass --data SOURCE")
     return load_data(
@@ -98,7 +93,7 @@ def evaluate_run(
 
     predictor = load(path, threads=threads, backend=backend)
     path = Path(path)
-    dataset = data_for_run(Run.load(path) if path.is_dir() else {}, data)
+    dataset = data_for_run(Run.load(path) if path.is_dir() else None, data)
     if list(dataset.class_names) != list(predictor.class_names):
         raise ConfigError(
             f"--data classes {list(dataset.class_names)} do not match the model's {predictor.class_names}"
