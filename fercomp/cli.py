@@ -244,6 +244,71 @@ def quantize(
                       f"{f['qlinear_add']} QLinearAdd, {f['float_add_left']} float Add left", highlight=False)
 
 
+@app.command("export")
+def export_cmd(
+    run: str = typer.Argument(..., help="run folder (train, prune or quantize)"),
+    opset: int = typer.Option(18, help="ONNX opset"),
+    dynamic_batch: bool = typer.Option(True, "--dynamic-batch/--static-batch", help="any batch size, or batch 1 only"),
+    simplify: bool = typer.Option(True, "--simplify/--no-simplify", help="simplify with onnxsim"),
+    trt: bool = typer.Option(False, "--trt", help="also build a TensorRT engine (needs TensorRT and a GPU)"),
+    fp16: bool = typer.Option(False, "--fp16", help="TensorRT engine in FP16"),
+    int8: bool = typer.Option(False, "--int8", help="TensorRT engine in INT8 from the QDQ ONNX of a quantized run"),
+    sparse: bool = typer.Option(False, "--sparse", help="let TensorRT use 2:4 sparse kernels (2:4-pruned runs)"),
+    parity_images: Optional[int] = typer.Option(None, help="compare on the first N test images (default: all)"),
+    max_batch: int = typer.Option(256, help="largest batch of the TensorRT profile"),
+    workspace: int = typer.Option(1024, help="TensorRT builder workspace, MiB"),
+    threads: Optional[int] = typer.Option(None),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """ONNX (+ onnxsim, checker, metadata) verified against PyTorch; optionally a TensorRT engine."""
+    from .deploy.export import ExportConfig, export_run
+
+    if fp16 and int8:
+        raise ConfigError("--fp16 and --int8 are two precisions; pick one")
+    precision = "fp16" if fp16 else "int8" if int8 else None
+    report = export_run(ExportConfig(run=run, opset=opset, dynamic_batch=dynamic_batch, simplify=simplify, trt=trt,
+                                     precision=precision, sparse=sparse, parity_images=parity_images,
+                                     max_batch=max_batch, workspace_mib=workspace, threads=threads), progress=progress)
+    p, o = report["parity"], report["onnx"]
+    table = Table(title=f"fercomp export — {run}")
+    for col in ("file", "size", "nodes", "compared with", "images", "top-1 agreement", "max |Δp|"):
+        table.add_column(col, justify="left" if col in ("file", "compared with") else "right")
+    table.add_row(o["file"], f"{o['bytes'] / 1e6:.2f} MB", str(o["nodes"]), p["against"], str(p["images"]),
+                  f"{p['top1_agreement']:.2%}", f"{p['max_abs_prob_diff']:.1e}")
+    trt_report = report.get("tensorrt") or {}
+    if "parity" in trt_report:
+        t = trt_report["parity"]
+        table.add_row("model.engine", f"{trt_report['engine_bytes'] / 1e6:.2f} MB", "", t["against"], str(t["images"]),
+                      f"{t['top1_agreement']:.2%}", f"{t['max_abs_prob_diff']:.1e}")
+    console.print(table)
+
+
+@app.command()
+def deploy(
+    run: str = typer.Argument(..., help="run folder (float or INT8)"),
+    target: str = typer.Option("jetson", help="jetson (JetPack 6, TensorRT 10)"),
+    out: Optional[str] = typer.Option(None, help="bundle path (default: <run>-<target>.tar.gz beside the run)"),
+    precision: Optional[str] = typer.Option(None, help="fp32 | fp16 | int8 (default: int8 for INT8 runs, else fp16)"),
+    sparse: Optional[bool] = typer.Option(None, "--sparse/--dense", help="2:4 sparse kernels (default: on for 2:4 runs)"),
+    max_batch: int = typer.Option(64, help="largest batch of the engine's profile"),
+    test_images: bool = typer.Option(True, "--test-images/--no-test-images", help="ship the test split for on-board accuracy"),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """A bundle a Jetson uses without fercomp: ONNX, build_engine.sh (trtexec), board runtime + benchmark, README."""
+    from .deploy.bundle import DeployConfig, deploy_run
+
+    result = deploy_run(DeployConfig(run=run, target=target, out=out, precision=precision, sparse=sparse,
+                                     max_batch=max_batch, test_images=test_images), progress=progress)
+    table = Table(title=f"fercomp deploy — {result['bundle']} ({result['precision']})")
+    table.add_column("file")
+    table.add_column("bytes", justify="right")
+    for name, size in sorted(result["files"].items()):
+        table.add_row(f"{result['folder']}/{name}", f"{size:,}")
+    console.print(table)
+    console.print(f"on the board: tar xzf {result['bundle']} && cd {result['folder']} && ./build_engine.sh "
+                  "&& python3 -m fercomp_board.bench", soft_wrap=True, highlight=False)
+
+
 @app.command()
 def evaluate(
     run: str = typer.Argument(..., help="run folder or .pt checkpoint"),
@@ -350,6 +415,45 @@ def pipeline(
     console.print(table)
     for row in result["stages"]:
         console.print(f"{row['stage']}: {row['run']}", soft_wrap=True, highlight=False)
+
+
+@app.command()
+def predict(
+    sources: list[str] = typer.Argument(..., metavar="SOURCE...",
+                                        help="images, folders (recursive), videos, or a webcam index such as 0"),
+    model: str = typer.Option(..., help="run folder, .pt, .onnx or TensorRT .engine"),
+    out: Optional[str] = typer.Option(None, help="output folder (default artifacts/predict/<timestamp>)"),
+    backend: Optional[str] = typer.Option(None, help="torch | onnxruntime | tensorrt (default: the model's own)"),
+    every: int = typer.Option(1, help="videos and webcams: analyse every Nth frame"),
+    detect: bool = typer.Option(True, "--detect/--no-detect", help="find faces, or take each image as one face crop"),
+    margin: float = typer.Option(0.1, help="added around each detected face, as a fraction of its size"),
+    threads: Optional[int] = typer.Option(None),
+    batch_size: int = typer.Option(64, help="face crops per inference batch"),
+    annotate: bool = typer.Option(True, "--annotate/--no-annotate", help="write copies with boxes and labels"),
+    max_frames: Optional[int] = typer.Option(None, help="stop each video or webcam after N analysed frames"),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Emotions of the faces in images, folders, videos or a webcam: a CSV, annotated copies, a summary."""
+    from .deploy.predict import PredictConfig, predict_sources
+
+    summary = predict_sources(PredictConfig(sources=sources, model=model, out=out, backend=backend, every=every,
+                                            detect=detect, margin=margin, threads=threads, batch_size=batch_size,
+                                            annotate=annotate, max_frames=max_frames), progress=progress)
+    table = Table(title=f"fercomp predict ({summary['backend']})")
+    table.add_column("")
+    table.add_column("count", justify="right")
+    table.add_column("share", justify="right")
+    for name, count in summary["per_class"].items():
+        table.add_row(name, str(count), f"{count / summary['faces']:.1%}" if summary["faces"] else "—")
+    table.add_section()
+    table.add_row("faces", str(summary["faces"]))
+    table.add_row("files / video frames", f"{summary['files']} / {summary['frames']}")
+    table.add_row("no face found", str(summary["no_face"]))
+    table.add_row("unreadable", str(summary["errors"]))
+    console.print(table)
+    console.print(f"predictions: {summary['csv']}", soft_wrap=True, highlight=False)
+    if summary["annotated_dir"] and summary["annotated"]:
+        console.print(f"annotated:   {summary['annotated_dir']}", soft_wrap=True, highlight=False)
 
 
 def _version_callback(value: bool) -> None:

@@ -187,6 +187,7 @@ def _prune_once(cfg: PruneConfig, parent: Run, out: Path, ratio: float, progress
         "importance": cfg.importance if not sparse else None,
         "global": cfg.global_pruning,
         "round_to": cfg.round_to,
+        "pattern": cfg.pattern,
         "sparsity": overall_sparsity(model) if sparse else None,
         "layer_sparsity": layer_sparsity(model) if sparse else None,
         "distill": cfg.distill,

@@ -69,7 +69,8 @@ def export_onnx(
     path = Path(path)
     model = model.eval().to(memory_format=torch.contiguous_format)
     h, w = spec["input_size"]
-    example = torch.zeros(2, spec.get("in_chans", 1), h, w)
+    # a dynamic batch needs an example of 2 (the exporter specialises size 1); a fixed one is batch 1
+    example = torch.zeros(2 if dynamic_batch else 1, spec.get("in_chans", 1), h, w)
     dynamic = (batch_dim(),) if dynamic_batch else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter is chatty about internals users cannot act on

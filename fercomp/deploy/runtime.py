@@ -10,12 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
-import cv2
 import numpy as np
 import torch
 
 from ..errors import ConfigError
 from ..runs import ONNX_FILE, Run, load_checkpoint
+from .board.trt_runtime import preprocess as board_preprocess
+from .board.trt_runtime import softmax
 
 
 class Predictor(Protocol):
@@ -23,23 +24,32 @@ class Predictor(Protocol):
     class_names: list[str]
     spec: dict[str, Any]
 
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Preprocessed float32 [N, C, H, W] -> logits [N, C]."""
+
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         """uint8 grayscale images [N, H, W] (any H, W) -> float32 probabilities [N, C]."""
 
 
 def preprocess(images: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
-    """uint8 [N, H, W] -> float32 [N, 1, h, w] at the model's input size, normalised as in training."""
+    """uint8 [N, H, W] -> float32 [N, 1, h, w] at the model's input size, normalised as in training.
+
+    The arithmetic is the board runtime's own function, so the Jetson bundle preprocesses
+    exactly as every backend here does.
+    """
     images = np.asarray(images)
     if images.ndim == 2:
         images = images[None]
     if images.ndim != 3 or images.dtype != np.uint8:
         raise ConfigError(f"expected uint8 grayscale images [N,H,W], got {images.dtype} {images.shape}")
-    h, w = spec["input_size"]
-    if images.shape[1:] != (h, w):
-        images = np.stack([cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA) for im in images])
-    norm = spec["normalization"]
-    x = (images.astype(np.float32) / 255.0 - norm["mean"]) / norm["std"]
-    return x[:, None]
+    return board_preprocess(images, spec)
+
+
+def batched_proba(predictor, images: np.ndarray) -> np.ndarray:
+    """Probabilities for uint8 images, preprocessed and run `predictor.batch_size` at a time."""
+    out = [softmax(predictor.forward(preprocess(images[i : i + predictor.batch_size], predictor.spec)))
+           for i in range(0, len(images), predictor.batch_size)]
+    return np.concatenate(out).astype(np.float32) if out else np.zeros((0, len(predictor.class_names)), np.float32)
 
 
 class TorchPredictor:
@@ -54,21 +64,19 @@ class TorchPredictor:
         self.class_names = list(spec["class_names"])
         self.batch_size = batch_size
 
-    def predict_proba(self, images: np.ndarray) -> np.ndarray:
-        out = []
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Preprocessed float32 [N, C, H, W] -> logits [N, classes] (what `bench` times)."""
         with torch.inference_mode():
-            for start in range(0, len(images), self.batch_size):
-                x = torch.from_numpy(preprocess(images[start : start + self.batch_size], self.spec))
-                out.append(torch.softmax(self.model(x), dim=1).numpy())
-        if not out:
-            return np.zeros((0, len(self.class_names)), dtype=np.float32)
-        return np.concatenate(out).astype(np.float32)
+            return self.model(torch.from_numpy(x)).numpy()
+
+    def predict_proba(self, images: np.ndarray) -> np.ndarray:
+        return batched_proba(self, images)
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+def spec_from_metadata(meta: dict[str, Any]) -> dict[str, Any]:
+    """The preprocessing/labelling spec a runtime needs, from exported metadata."""
+    return {"name": meta["model"], "class_names": meta["class_names"], "input_size": meta["input_size"],
+            "in_chans": meta.get("in_chans", 1), "normalization": meta["normalization"]}
 
 
 class OnnxPredictor:
@@ -85,33 +93,75 @@ class OnnxPredictor:
         meta = read_metadata(self.path)
         if not meta:
             raise ConfigError(f"{self.path}: no fercomp metadata (export it with `fercomp export`)")
-        self.spec = {"name": meta["model"], "class_names": meta["class_names"], "input_size": meta["input_size"],
-                     "in_chans": meta.get("in_chans", 1), "normalization": meta["normalization"]}
+        self.spec = spec_from_metadata(meta)
         self.precision = meta.get("precision", "fp32")
         self.class_names = list(meta["class_names"])
-        self.batch_size = batch_size
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
-        self.input_name = self.session.get_inputs()[0].name
+        first = self.session.get_inputs()[0]
+        self.input_name = first.name
+        # an ONNX exported with a fixed batch takes exactly that many images per call
+        self.fixed_batch = first.shape[0] if isinstance(first.shape[0], int) else None
+        self.batch_size = self.fixed_batch or batch_size
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        n = len(x)
+        if self.fixed_batch and n < self.fixed_batch:
+            x = np.concatenate([x, np.zeros((self.fixed_batch - n, *x.shape[1:]), x.dtype)])
+        if self.fixed_batch and n > self.fixed_batch:
+            return np.concatenate([self.forward(x[i : i + self.fixed_batch]) for i in range(0, n, self.fixed_batch)])
+        return self.session.run(None, {self.input_name: x})[0][:n]
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
-        out = [
-            softmax(self.session.run(None, {self.input_name: preprocess(images[i : i + self.batch_size], self.spec)})[0])
-            for i in range(0, len(images), self.batch_size)
-        ]
-        return np.concatenate(out).astype(np.float32) if out else np.zeros((0, len(self.class_names)), np.float32)
+        return batched_proba(self, images)
 
 
-BACKENDS = ("torch", "onnxruntime")
+ENGINE_FILE = "model.engine"
+
+
+def engine_metadata_path(engine: Path) -> Path:
+    """Where an engine's metadata lives: `<name>.json` beside it (TensorRT plans carry none)."""
+    return engine.with_suffix(".json")
+
+
+class TensorRTPredictor:
+    """TensorRT backend over a `.engine` built by `fercomp export --trt` (or the Jetson bundle)."""
+
+    backend = "tensorrt"
+
+    def __init__(self, path: str | Path, *, batch_size: int = 256):
+        from .board.trt_runtime import TrtModel, load_metadata
+        from .tensorrt import require_tensorrt
+
+        self.path = Path(path)
+        trt = require_tensorrt()
+        meta_path = engine_metadata_path(self.path)
+        if not meta_path.is_file():
+            raise ConfigError(f"{self.path}: its metadata {meta_path.name} is missing (rebuild with `fercomp export --trt`)")
+        meta = load_metadata(meta_path)
+        self.spec = spec_from_metadata(meta)
+        self.precision = meta.get("precision", "fp32")
+        self.class_names = list(meta["class_names"])
+        self.batch_size = batch_size
+        self.model = TrtModel(self.path, trt=trt)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return self.model.infer(x)
+
+    def predict_proba(self, images: np.ndarray) -> np.ndarray:
+        return batched_proba(self, images)
+
+
+BACKENDS = ("torch", "onnxruntime", "tensorrt")
 
 
 def load(
     path: str | Path, *, backend: str | None = None, threads: int | None = None, batch_size: int = 256
 ) -> Predictor:
-    """A predictor for a run folder, a `.pt` checkpoint or an `.onnx` file.
+    """A predictor for a run folder, a `.pt` checkpoint, an `.onnx` or a TensorRT `.engine`.
 
     A run folder's default backend is its deliverable: ONNX Runtime for a quantized run (its
     INT8 model exists only as ONNX), PyTorch otherwise; `backend` picks another one.
@@ -125,10 +175,14 @@ def load(
         torch.set_num_threads(threads)
     if path.is_dir():
         run = Run.load(path)
+        if backend == "tensorrt":
+            if not (run.path / ENGINE_FILE).exists():
+                raise ConfigError(f"{run.path}: no {ENGINE_FILE} here (build it with `fercomp export {run.path} --trt`)")
+            return TensorRTPredictor(run.path / ENGINE_FILE, batch_size=batch_size)
         onnx_file = run.path / ONNX_FILE
         if backend == "onnxruntime" or (backend is None and run.stage == "quantize"):
             if not onnx_file.exists():
-                raise ConfigError(f"{run.path}: no {ONNX_FILE} here (export the run first)")
+                raise ConfigError(f"{run.path}: no {ONNX_FILE} here (export it with `fercomp export {run.path}`)")
             return OnnxPredictor(onnx_file, threads=threads, batch_size=batch_size)
         model, spec = run.load_model()
         return TorchPredictor(model, spec, batch_size=batch_size)
@@ -139,4 +193,6 @@ def load(
         return TorchPredictor(model, spec, batch_size=batch_size)
     if path.suffix == ".onnx":
         return OnnxPredictor(path, threads=threads, batch_size=batch_size)
-    raise ConfigError(f"{path}: unsupported model file (expected a run folder, a .pt or an .onnx)")
+    if path.suffix in (".engine", ".plan"):
+        return TensorRTPredictor(path, batch_size=batch_size)
+    raise ConfigError(f"{path}: unsupported model file (expected a run folder, a .pt, an .onnx or an .engine)")

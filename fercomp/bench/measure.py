@@ -1,0 +1,158 @@
+"""Measure models on backends: one row per model x backend x batch size, each saying how it was measured.
+
+Latency is the backend's forward pass on an already preprocessed float32 batch (warm-up first,
+then `iters` timed calls, percentiles), with the thread count fixed; accuracy and macro-F1 come
+from the same predictor on the named split. A backend that cannot run a model here is a row with
+status "unavailable" and the reason, never a silently missing line.
+"""
+
+from __future__ import annotations
+
+import resource
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..deploy.board.report_format import make_row
+from ..deploy.runtime import ENGINE_FILE, load, preprocess
+from ..errors import ConfigError, FercompError
+from ..runs import MODEL_FILE, ONNX_FILE, Run
+from ..timing import measure
+
+BACKENDS = ("torch", "onnxruntime", "tensorrt")
+
+
+class BackendUnavailable(Exception):
+    """This backend cannot run this model on this host; the message says why."""
+
+
+@dataclass
+class BenchConfig:
+    models: list[str]
+    backends: tuple[str, ...] = BACKENDS
+    batch_sizes: tuple[int, ...] = (1, 64)
+    threads: int = 2
+    data: str | None = None
+    split: str = "test"
+    warmup: int = 10
+    iters: int = 100
+    accuracy: bool = True
+    export_missing: bool = True  # export a float run's ONNX (with its parity check) when it has none
+
+    def validate(self) -> None:
+        if not self.models:
+            raise ConfigError("name at least one run folder to benchmark")
+        unknown = [b for b in self.backends if b not in BACKENDS]
+        if unknown:
+            raise ConfigError(f"--backends: unknown {', '.join(unknown)} (choose from {', '.join(BACKENDS)})")
+        if not self.batch_sizes or min(self.batch_sizes) < 1:
+            raise ConfigError(f"--batch-sizes must be positive integers (got {self.batch_sizes})")
+        if self.threads < 1:
+            raise ConfigError(f"--threads must be >= 1 (got {self.threads})")
+        if self.warmup < 0 or self.iters < 1:
+            raise ConfigError(f"--warmup must be >= 0 and --iters >= 1 (got {self.warmup}, {self.iters})")
+
+
+def model_file(run: Run, backend: str) -> Path:
+    return run.path / {"torch": MODEL_FILE, "onnxruntime": ONNX_FILE, "tensorrt": ENGINE_FILE}[backend]
+
+
+def precision_of(run: Run, backend: str) -> str:
+    if backend == "tensorrt":
+        export = (run.manifest.get("export") or {}).get("tensorrt") or {}
+        return (export.get("spec") or {}).get("precision", "?")
+    return "int8" if run.stage == "quantize" else "fp32"
+
+
+def open_backend(run: Run, backend: str, cfg: BenchConfig):
+    """The run's predictor on `backend`, or BackendUnavailable with the reason."""
+    if backend == "torch" and run.stage == "quantize":
+        raise BackendUnavailable("INT8 lives only in the QDQ ONNX; PyTorch eager has no INT8 CPU kernels for it")
+    if backend == "tensorrt":
+        from ..deploy.tensorrt import tensorrt_available
+
+        available, reason = tensorrt_available()
+        if not available:
+            raise BackendUnavailable(reason)
+        if not torch.cuda.is_available():
+            raise BackendUnavailable("no CUDA GPU on this host")
+        if not (run.path / ENGINE_FILE).is_file():
+            raise BackendUnavailable(f"no {ENGINE_FILE}: run `fercomp export {run.path} --trt` first")
+    if backend == "onnxruntime" and not (run.path / ONNX_FILE).is_file():
+        if not cfg.export_missing:
+            raise BackendUnavailable(f"no {ONNX_FILE}: run `fercomp export {run.path}` first")
+        from ..deploy.export import ExportConfig, export_run
+
+        export_run(ExportConfig(run=str(run.path), threads=cfg.threads), progress=False)
+    return load(run.path, backend=backend, threads=cfg.threads)
+
+
+def sparsity_of(run: Run) -> float | None:
+    for r in reversed(run.lineage()):
+        prune = r.manifest.get("prune") or {}
+        value = prune.get("sparsity_after_finetune", prune.get("sparsity"))
+        if value is not None:
+            return value
+    return None
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def bench_run(path: str | Path, cfg: BenchConfig, device: str, images: np.ndarray | None = None,
+              labels: np.ndarray | None = None, split_name: str | None = None) -> list[dict[str, Any]]:
+    """Rows for one run folder: every backend x batch size."""
+    from ..train.metrics import evaluate_probabilities
+
+    run = Run.load(path).require_complete()
+    parent = run.parent
+    common = dict(model=run.manifest.get("model", {}).get("name"), run=run.name,
+                  parent=parent.name if parent else None, device=device, threads=cfg.threads,
+                  params=run.manifest.get("params"), macs=run.manifest.get("macs"), sparsity=sparsity_of(run))
+    rows = []
+    for backend in cfg.backends:
+        base = dict(common, backend=backend, precision=precision_of(run, backend))
+        try:
+            predictor = open_backend(run, backend, cfg)
+        except BackendUnavailable as exc:
+            rows.append(make_row(**base, status="unavailable", reason=str(exc)))
+            continue
+        base["file_bytes"] = model_file(run, backend).stat().st_size
+        if images is not None and labels is not None:
+            report = evaluate_probabilities(predictor.predict_proba(images), labels, predictor.class_names)
+            base.update(accuracy=report["accuracy"], macro_f1=report["macro_f1"], split=split_name)
+        pool = preprocess(images[: max(cfg.batch_sizes)] if images is not None else
+                          np.full((max(cfg.batch_sizes), *predictor.spec["input_size"]), 128, np.uint8), predictor.spec)
+        for batch in cfg.batch_sizes:
+            x = np.ascontiguousarray(np.resize(pool, (batch, *pool.shape[1:])))  # repeats images if too few
+            stats = measure(lambda: predictor.forward(x), warmup=cfg.warmup, iters=cfg.iters, batch_size=batch)
+            rows.append(make_row(**base, batch=batch, p50_ms=stats["p50_ms"], p95_ms=stats["p95_ms"],
+                                 p99_ms=stats["p99_ms"], mean_ms=stats["mean_ms"], images_per_s=stats["images_per_s"],
+                                 iters=stats["iters"], peak_rss_mb=peak_rss_mb()))
+    return rows
+
+
+def bench_models(cfg: BenchConfig, device: str) -> list[dict[str, Any]]:
+    """Rows for every run in `cfg.models`, each evaluated on its own data's split (or `cfg.data`)."""
+    from ..train.evaluate import data_for_run
+
+    cfg.validate()
+    torch.set_num_threads(cfg.threads)
+    rows = []
+    for path in cfg.models:
+        run = Run.load(path)
+        images = labels = split_name = None
+        if cfg.accuracy:
+            try:
+                data = data_for_run(run, cfg.data)
+            except FercompError:
+                data = None
+            if data is not None and cfg.split in data.splits and len(data.splits[cfg.split]):
+                part = data.split(cfg.split)
+                images, labels, split_name = part.x, part.y, f"{data.source} {cfg.split}"
+        rows.extend(bench_run(run.path, cfg, device, images, labels, split_name))
+    return rows

@@ -1,0 +1,41 @@
+"""Classify face crops on the board with the TensorRT engine: one line per image.
+
+    python3 -m fercomp_board.classify face1.png face2.jpg
+
+Images are read as grayscale and resized to the model's input; they should be face crops
+(the board has no face detector here: run one upstream, or use `fercomp predict` on a PC).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from .trt_runtime import TrtModel, load_metadata, preprocess, softmax
+
+
+def main(argv: list[str] | None = None) -> int:
+    import cv2
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("images", nargs="+")
+    ap.add_argument("--engine", default="model.engine")
+    ap.add_argument("--meta", default="model.json")
+    args = ap.parse_args(argv)
+    meta = load_metadata(args.meta)
+    model = TrtModel(args.engine)
+    names = meta["class_names"]
+    for path in args.images:
+        image = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
+        if image is None:
+            print(f"{path}\terror: not a readable image")
+            continue
+        probs = softmax(model.infer(preprocess(image[None], meta)))[0]
+        best = int(np.argmax(probs))
+        print(f"{path}\t{names[best]}\t{probs[best]:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,168 @@
+"""TensorRT runtime for a fercomp engine, with no dependency but numpy and TensorRT.
+
+This one file is both fercomp's TensorRT backend (`fercomp.deploy.runtime` imports it) and the
+runtime shipped in the Jetson bundle (copied verbatim), so the board runs exactly the code that
+was tested here. GPU memory is handled through the CUDA runtime library with ctypes: every host
+with TensorRT has libcudart, while pycuda / cuda-python / torch may be absent on a board.
+
+TensorRT 10 API: named I/O tensors (`num_io_tensors`, `get_tensor_name`, `get_tensor_mode`,
+`set_input_shape`, `set_tensor_address`) and `execute_async_v3`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+H2D, D2H = 1, 2  # cudaMemcpyKind
+CUDART_NAMES = ("cudart", "libcudart.so", "libcudart.so.13", "libcudart.so.12", "libcudart.so.11.0")
+
+
+class CudaRuntime:
+    """The few CUDA runtime calls inference needs: device buffers, one stream, async copies."""
+
+    def __init__(self, library: str | None = None):
+        self.lib = self._load(library)
+        self.stream = ctypes.c_void_p()
+        self._check(self.lib.cudaStreamCreate(ctypes.byref(self.stream)), "cudaStreamCreate")
+
+    @staticmethod
+    def _load(library: str | None):
+        candidates = [library] if library else [os.environ.get("FERCOMP_CUDART")] + [
+            ctypes.util.find_library(n) or n for n in CUDART_NAMES] + ["/usr/local/cuda/lib64/libcudart.so"]
+        for name in filter(None, candidates):
+            try:
+                return ctypes.CDLL(name)
+            except OSError:
+                continue
+        raise RuntimeError("the CUDA runtime (libcudart) was not found; set FERCOMP_CUDART to its path")
+
+    def _check(self, status: int, what: str) -> None:
+        if status != 0:
+            self.lib.cudaGetErrorString.restype = ctypes.c_char_p
+            raise RuntimeError(f"{what} failed: {self.lib.cudaGetErrorString(status).decode()} ({status})")
+
+    def malloc(self, nbytes: int) -> int:
+        ptr = ctypes.c_void_p()
+        self._check(self.lib.cudaMalloc(ctypes.byref(ptr), ctypes.c_size_t(nbytes)), "cudaMalloc")
+        return int(ptr.value)
+
+    def free(self, ptr: int) -> None:
+        self._check(self.lib.cudaFree(ctypes.c_void_p(ptr)), "cudaFree")
+
+    def copy_to_device(self, device_ptr: int, host: np.ndarray) -> None:
+        self._check(self.lib.cudaMemcpyAsync(ctypes.c_void_p(device_ptr), ctypes.c_void_p(host.ctypes.data),
+                                             ctypes.c_size_t(host.nbytes), H2D, self.stream), "cudaMemcpyAsync H2D")
+
+    def copy_to_host(self, host: np.ndarray, device_ptr: int) -> None:
+        self._check(self.lib.cudaMemcpyAsync(ctypes.c_void_p(host.ctypes.data), ctypes.c_void_p(device_ptr),
+                                             ctypes.c_size_t(host.nbytes), D2H, self.stream), "cudaMemcpyAsync D2H")
+
+    def synchronize(self) -> None:
+        self._check(self.lib.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
+
+    @property
+    def stream_handle(self) -> int:
+        return int(self.stream.value or 0)
+
+
+class TrtModel:
+    """A deserialized engine with one float input [N, C, H, W] and one output [N, classes]."""
+
+    def __init__(self, engine_path: str | Path, cuda: CudaRuntime | None = None, trt=None):
+        if trt is None:
+            import tensorrt as trt
+        self.trt = trt
+        self.cuda = cuda or CudaRuntime()
+        self.logger = trt.Logger(trt.Logger.WARNING)
+        self.runtime = trt.Runtime(self.logger)
+        self.engine = self.runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
+        if self.engine is None:
+            raise RuntimeError(f"{engine_path}: TensorRT could not deserialize this engine "
+                               "(built by another TensorRT version or for another GPU?)")
+        self.context = self.engine.create_execution_context()
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        outputs = [n for n in names if n not in inputs]
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise RuntimeError(f"{engine_path}: expected one input and one output, found {inputs} and {outputs}")
+        self.input_name, self.output_name = inputs[0], outputs[0]
+        self.input_shape = tuple(self.engine.get_tensor_shape(self.input_name))
+        self.dynamic_batch = self.input_shape[0] == -1
+        # the largest batch the engine accepts: the profile's max when dynamic, else the fixed batch
+        self.max_batch = (self.engine.get_tensor_profile_shape(self.input_name, 0)[2][0]
+                          if self.dynamic_batch else self.input_shape[0])
+        self._buffers: dict[str, tuple[int, int]] = {}  # name -> (device pointer, bytes)
+
+    def _device_buffer(self, name: str, nbytes: int) -> int:
+        ptr, size = self._buffers.get(name, (0, 0))
+        if size < nbytes:  # grow, never shrink: batches vary between calls
+            if ptr:
+                self.cuda.free(ptr)
+            ptr, size = self.cuda.malloc(nbytes), nbytes
+            self._buffers[name] = (ptr, size)
+        return ptr
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        if self.dynamic_batch:
+            self.context.set_input_shape(self.input_name, batch.shape)
+        out_shape = tuple(self.context.get_tensor_shape(self.output_name))
+        output = np.empty(out_shape, dtype=np.float32)
+        in_ptr = self._device_buffer(self.input_name, batch.nbytes)
+        out_ptr = self._device_buffer(self.output_name, output.nbytes)
+        self.context.set_tensor_address(self.input_name, in_ptr)
+        self.context.set_tensor_address(self.output_name, out_ptr)
+        self.cuda.copy_to_device(in_ptr, batch)
+        if not self.context.execute_async_v3(self.cuda.stream_handle):
+            raise RuntimeError("TensorRT execution failed")
+        self.cuda.copy_to_host(output, out_ptr)
+        self.cuda.synchronize()
+        return output
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        """float32 [N, C, H, W] -> float32 logits [N, classes], in chunks the engine accepts."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        step = self.max_batch
+        outs = []
+        for start in range(0, len(x), step):
+            chunk = x[start : start + step]
+            n = len(chunk)
+            if not self.dynamic_batch and n < step:  # a fixed-batch engine: pad the last chunk
+                chunk = np.concatenate([chunk, np.zeros((step - n, *chunk.shape[1:]), np.float32)])
+            outs.append(self._run(np.ascontiguousarray(chunk))[:n])
+        return np.concatenate(outs) if outs else np.zeros((0, 0), np.float32)
+
+    def close(self) -> None:
+        for ptr, _ in self._buffers.values():
+            self.cuda.free(ptr)
+        self._buffers.clear()
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def load_metadata(path: str | Path) -> dict:
+    """The model's metadata JSON (class names, input size, normalisation) written beside the engine."""
+    return json.loads(Path(path).read_text())
+
+
+def preprocess(images: np.ndarray, meta: dict) -> np.ndarray:
+    """uint8 grayscale [N, H, W] -> normalised float32 [N, 1, h, w], exactly as fercomp trains."""
+    images = np.asarray(images)
+    if images.ndim == 2:
+        images = images[None]
+    h, w = meta["input_size"]
+    if images.shape[1:] != (h, w):
+        import cv2  # JetPack ships OpenCV; only needed when crops are not already model-sized
+
+        images = np.stack([cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA) for im in images])
+    norm = meta["normalization"]
+    return ((images.astype(np.float32) / 255.0 - norm["mean"]) / norm["std"])[:, None]

@@ -1,0 +1,195 @@
+"""`fercomp deploy RUN --target jetson`: a tar.gz a Jetson (JetPack, TensorRT 10) uses without fercomp.
+
+The bundle holds the verified ONNX (QDQ for INT8 runs), `model.json` (classes, preprocessing,
+precision, params, MACs, parity figures), `build_engine.sh` (trtexec with the precision, sparsity,
+shape profile and timing cache that `fercomp export --trt` would use: both come from
+`tensorrt.trtexec_command`), the board runtime package `fercomp_board/` (the very files fercomp's
+TensorRT backend imports), the run's test images for an on-board accuracy check, a README and
+SHA256SUMS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import shlex
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from ..errors import ConfigError
+from ..io import atomic_path, sha256_file
+from ..runs import ONNX_FILE, Run
+from ..ui import console
+from .export import EXPORT_REPORT, ExportConfig, engine_spec, export_run, is_2to4_run
+from .onnx_export import read_metadata
+from .tensorrt import trtexec_command
+
+TARGETS = ("jetson",)
+BOARD_PACKAGE = Path(__file__).parent / "board"
+BOARD_MODULES = ("__init__.py", "trt_runtime.py", "timing.py", "board_info.py", "report_format.py", "bench.py",
+                 "classify.py")
+TEST_IMAGES = "test_images.npz"
+
+
+@dataclass
+class DeployConfig:
+    run: str
+    target: str = "jetson"
+    out: str | None = None
+    precision: str | None = None  # None: int8 for INT8 runs, else fp16 (what a Jetson runs fastest)
+    sparse: bool | None = None  # None: on for 2:4-pruned runs
+    max_batch: int = 64
+    opt_batch: int = 16
+    workspace_mib: int = 1024
+    test_images: bool = True
+
+    def validate(self) -> None:
+        if self.target not in TARGETS:
+            raise ConfigError(f"--target must be one of {', '.join(TARGETS)} (got {self.target!r})")
+        if self.out is not None and not self.out.endswith((".tar.gz", ".tgz")):
+            raise ConfigError(f"--out must name a .tar.gz file (got {self.out!r})")
+
+
+def _exported(run: Run) -> bool:
+    onnx_path = run.path / ONNX_FILE
+    if not (onnx_path.is_file() and (run.path / EXPORT_REPORT).is_file()):
+        return False
+    recorded = run.manifest.get("export", {}).get("onnx", {}).get("sha256")
+    return recorded == sha256_file(onnx_path)
+
+
+def build_script(command: list[str]) -> str:
+    args = " \\\n  ".join(shlex.quote(a) for a in command[1:])
+    return f"""#!/usr/bin/env bash
+# Build model.engine from model.onnx on this board with trtexec (TensorRT 10 / JetPack 6).
+# Written by fercomp {__version__}; the same precision, sparsity and shape profile as `fercomp export --trt`.
+set -euo pipefail
+cd "$(dirname "$0")"
+TRTEXEC="${{TRTEXEC:-$(command -v trtexec || echo /usr/src/tensorrt/bin/trtexec)}}"
+if [ ! -x "$TRTEXEC" ]; then
+  echo "trtexec not found: install TensorRT (JetPack) or run TRTEXEC=/path/to/trtexec $0" >&2
+  exit 2
+fi
+"$TRTEXEC" \\
+  {args} 2>&1 | tee build.log
+echo "engine written: $(pwd)/model.engine (log: build.log, timing cache: timing.cache)"
+"""
+
+
+def board_readme(run: Run, meta: dict[str, Any], command: list[str]) -> str:
+    parity = run.manifest.get("export", {}).get("parity", {})
+    names = ", ".join(meta["class_names"])
+    return f"""# {run.name} on a Jetson
+
+Model `{meta['model']}` ({meta['precision']}), input {meta['input_size'][0]}x{meta['input_size'][1]} grayscale face
+crops, classes: {names}. Exported by fercomp {__version__} from run `{run.name}`; on the PC the ONNX agreed
+with PyTorch on {parity.get('top1_agreement', float('nan')):.2%} of {parity.get('images', '?')} test images.
+
+Needs JetPack 6 (TensorRT 10, its Python bindings, numpy; OpenCV for classify). Nothing else.
+
+1. Build the engine (minutes; the timing cache makes rebuilds fast):
+
+       ./build_engine.sh
+
+   which runs: `{' '.join(command)}`
+
+2. Benchmark it (latency, throughput, accuracy on test_images.npz, board and power mode):
+
+       python3 -m fercomp_board.bench
+
+   It prints a table and writes `bench_<hostname>.json` in `fercomp bench`'s report format:
+   copy it back and run `fercomp bench --merge cpu/report.json bench_<hostname>.json`.
+   Set the power mode first (`sudo nvpmodel -m 0; sudo jetson_clocks`) and say which you used.
+
+3. Classify face crops:
+
+       python3 -m fercomp_board.classify face.png
+
+Preprocessing (in `fercomp_board/trt_runtime.py`): grayscale uint8, resize to the input size
+(INTER_AREA), x = (pixel/255 - {meta['normalization']['mean']}) / {meta['normalization']['std']}, NCHW float32.
+The output is logits; softmax gives probabilities. Check files with `sha256sum -c SHA256SUMS`.
+"""
+
+
+def _sparsity(run: Run) -> float | None:
+    prune = run.manifest.get("prune") or {}
+    return prune.get("sparsity_after_finetune", prune.get("sparsity"))
+
+
+def _board_meta(run: Run, onnx_path: Path, precision: str, sparse: bool, spec) -> dict[str, Any]:
+    lineage_root = run.lineage()[0]
+    return {**read_metadata(onnx_path), "precision": precision, "sparse": sparse,
+            "params": run.manifest.get("params"), "macs": run.manifest.get("macs"),
+            "sparsity": _sparsity(run),
+            "source_run": str(run.path.resolve()), "root_run": lineage_root.name,
+            "input_name": spec.input_name, "profile": spec.profile(), "parity": run.manifest.get("export", {}).get("parity"),
+            "onnx": ONNX_FILE, "engine": "model.engine"}
+
+
+def _test_images_npz(run: Run) -> bytes:
+    from ..train.evaluate import data_for_run
+
+    data = data_for_run(run, None)
+    split = "test" if "test" in data.splits and len(data.splits["test"]) else "val"
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, x=data.split(split).x, y=data.split(split).y,
+                        class_names=np.array(data.class_names))
+    return buffer.getvalue()
+
+
+def bundle_files(run: Run, cfg: DeployConfig) -> tuple[dict[str, bytes], list[str]]:
+    """Every file of the bundle by its path inside the bundle folder, and the trtexec command."""
+    onnx_path = run.path / ONNX_FILE
+    quantized = run.stage == "quantize"
+    precision = cfg.precision or ("int8" if quantized else "fp16")
+    if precision == "int8" and not quantized:
+        raise ConfigError(f"--precision int8 needs an INT8 run: quantize first (fercomp quantize {run.path})")
+    if quantized and precision != "int8":
+        raise ConfigError(f"{run.path} is an INT8 run: its engine is int8")
+    sparse = cfg.sparse if cfg.sparse is not None else is_2to4_run(run)
+    spec = engine_spec(ExportConfig(run=str(run.path), trt=True, precision=precision, sparse=sparse,
+                                    max_batch=cfg.max_batch, opt_batch=cfg.opt_batch,
+                                    workspace_mib=cfg.workspace_mib), onnx_path)
+    command = trtexec_command(spec)
+    meta = _board_meta(run, onnx_path, precision, sparse, spec)
+    files = {
+        ONNX_FILE: onnx_path.read_bytes(),
+        "model.json": (json.dumps(meta, indent=2) + "\n").encode(),
+        "build_engine.sh": build_script(command).encode(),
+        "README.md": board_readme(run, meta, command).encode(),
+    }
+    for name in BOARD_MODULES:
+        files[f"fercomp_board/{name}"] = (BOARD_PACKAGE / name).read_bytes()
+    if cfg.test_images:
+        files[TEST_IMAGES] = _test_images_npz(run)
+    files["SHA256SUMS"] = "".join(f"{hashlib.sha256(b).hexdigest()}  {n}\n" for n, b in sorted(files.items())).encode()
+    return files, command
+
+
+def deploy_run(cfg: DeployConfig, progress: bool = True) -> dict[str, Any]:
+    cfg.validate()
+    run = Run.load(cfg.run).require_complete()
+    if not _exported(run):
+        if progress:
+            console.print(f"{run.name} has no verified ONNX yet: exporting it first")
+        export_run(ExportConfig(run=str(run.path)), progress=progress)
+        run = Run.load(run.path)
+    files, command = bundle_files(run, cfg)
+    out = Path(cfg.out) if cfg.out else run.path.parent / f"{run.name}-{cfg.target}.tar.gz"
+    folder = out.name.removesuffix(".tar.gz").removesuffix(".tgz")
+    with atomic_path(out) as tmp:
+        with tarfile.open(tmp, "w:gz") as tar:
+            for name, data in sorted(files.items()):
+                info = tarfile.TarInfo(f"{folder}/{name}")
+                info.size = len(data)
+                info.mode = 0o755 if name.endswith(".sh") else 0o644
+                tar.addfile(info, io.BytesIO(data))
+    return {"bundle": str(out), "folder": folder, "files": {n: len(b) for n, b in files.items()},
+            "precision": json.loads(files["model.json"])["precision"],
+            "build_command": " ".join(command)}

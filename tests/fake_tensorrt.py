@@ -1,0 +1,251 @@
+"""A stand-in for TensorRT 10's Python module and for GPU memory, so the code around TensorRT runs here.
+
+It exposes only the TensorRT names fercomp is written against (a misspelt or undocumented call
+fails with AttributeError), records what the builder was asked for, and "builds" an engine that
+is the ONNX itself plus a header; its execution context runs that ONNX in ONNX Runtime, reading
+and writing the fake device memory through the addresses it was given. This tests fercomp's
+plumbing (flags, profiles, I/O names, shapes, buffers, chunking, metadata), not TensorRT.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import types
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+HEADER = b"FAKE-TRT-ENGINE\n"
+
+
+class FakeCuda:
+    """Device memory as host byte arrays keyed by fake pointers; the interface of CudaRuntime."""
+
+    def __init__(self):
+        self.memory: dict[int, bytearray] = {}
+        self._next = 0x1000
+        self.stream_handle = 7
+
+    def malloc(self, nbytes: int) -> int:
+        ptr, self._next = self._next, self._next + nbytes + 256
+        self.memory[ptr] = bytearray(nbytes)
+        return ptr
+
+    def free(self, ptr: int) -> None:
+        del self.memory[ptr]
+
+    def copy_to_device(self, ptr: int, host: np.ndarray) -> None:
+        self.memory[ptr][: host.nbytes] = host.tobytes()
+
+    def copy_to_host(self, host: np.ndarray, ptr: int) -> None:
+        host[...] = np.frombuffer(bytes(self.memory[ptr][: host.nbytes]), dtype=host.dtype).reshape(host.shape)
+
+    def synchronize(self) -> None:
+        pass
+
+
+def make_module(cuda: FakeCuda, version: str = "10.3.0") -> types.ModuleType:
+    trt = types.ModuleType("tensorrt")
+    trt.__version__ = version
+    trt.calls = []  # (what, details) in call order
+
+    class _Severity(enum.IntEnum):
+        INTERNAL_ERROR = 0
+        ERROR = 1
+        WARNING = 2
+        INFO = 3
+        VERBOSE = 4
+
+    class ILogger:
+        Severity = _Severity
+
+        def __init__(self):
+            pass
+
+    class Logger(ILogger):
+        WARNING = _Severity.WARNING
+
+        def __init__(self, min_severity=_Severity.WARNING):
+            super().__init__()
+
+        def log(self, severity, msg):
+            pass
+
+    NetworkDefinitionCreationFlag = enum.IntEnum("NetworkDefinitionCreationFlag", {"EXPLICIT_BATCH": 0, "STRONGLY_TYPED": 1})
+    BuilderFlag = enum.IntEnum("BuilderFlag", {"FP16": 0, "INT8": 1, "TF32": 6, "SPARSE_WEIGHTS": 7})
+    MemoryPoolType = enum.IntEnum("MemoryPoolType", {"WORKSPACE": 0})
+    TensorIOMode = enum.IntEnum("TensorIOMode", {"NONE": 0, "INPUT": 1, "OUTPUT": 2})
+
+    class Network:
+        def __init__(self, flags):
+            self.flags, self.onnx_bytes = flags, None
+
+    class OnnxParser:
+        def __init__(self, network, logger):
+            self.network, self.errors = network, []
+
+        def parse_from_file(self, path):
+            data = open(path, "rb").read()
+            try:
+                onnx.checker.check_model(onnx.load_from_string(data))
+            except Exception as exc:
+                self.errors.append(str(exc))
+                return False
+            self.network.onnx_bytes = data
+            return True
+
+        @property
+        def num_errors(self):
+            return len(self.errors)
+
+        def get_error(self, i):
+            return self.errors[i]
+
+    class TimingCache:
+        def __init__(self, data):
+            self.data = bytes(data) or b"fresh-cache"
+
+        def serialize(self):
+            return self.data + b"+1"
+
+    class Profile:
+        def __init__(self):
+            self.shapes = {}
+
+        def set_shape(self, name, min, opt, max):
+            self.shapes[name] = (tuple(min), tuple(opt), tuple(max))
+
+    class BuilderConfig:
+        def __init__(self):
+            self.flags, self.profiles, self.pools, self.cache = set(), [], {}, None
+
+        def set_memory_pool_limit(self, pool, size):
+            self.pools[MemoryPoolType(pool).name] = size
+
+        def set_flag(self, flag):
+            self.flags.add(BuilderFlag(flag).name)
+
+        def add_optimization_profile(self, profile):
+            self.profiles.append(profile)
+            return len(self.profiles) - 1
+
+        def create_timing_cache(self, data):
+            return TimingCache(data)
+
+        def set_timing_cache(self, cache, ignore_mismatch):
+            self.cache = cache
+            return True
+
+        def get_timing_cache(self):
+            return self.cache
+
+    class Builder:
+        def __init__(self, logger):
+            self.logger = logger
+
+        def create_network(self, flags=0):
+            return Network(flags)
+
+        def create_builder_config(self):
+            return BuilderConfig()
+
+        def create_optimization_profile(self):
+            return Profile()
+
+        def build_serialized_network(self, network, config):
+            strongly_typed = bool(network.flags & (1 << NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+            record = {"flags": sorted(config.flags), "strongly_typed": strongly_typed, "pools": config.pools,
+                      "profiles": [{k: [list(s) for s in v] for k, v in p.shapes.items()} for p in config.profiles],
+                      "cache_in": config.cache.data.decode() if config.cache else None}
+            trt.calls.append(("build", record))
+            self.logger.log(_Severity.INFO, "fake build done")
+            self.logger.log(_Severity.VERBOSE, "verbose noise")
+            return HEADER + json.dumps(record).encode() + b"\n" + network.onnx_bytes
+
+    class Engine:
+        def __init__(self, record, onnx_bytes):
+            self.session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+            i, o = self.session.get_inputs()[0], self.session.get_outputs()[0]
+            self.names = [i.name, o.name]
+            self.static_batch = i.shape[0] if isinstance(i.shape[0], int) else None
+            self.input_chw = tuple(i.shape[1:])
+            self.profile = record["profiles"][0][i.name] if record["profiles"] else None
+            self.num_io_tensors = 2
+
+        def get_tensor_name(self, index):
+            return self.names[index]
+
+        def get_tensor_mode(self, name):
+            return TensorIOMode.INPUT if name == self.names[0] else TensorIOMode.OUTPUT
+
+        def get_tensor_shape(self, name):
+            if name != self.names[0]:
+                raise KeyError(name)
+            return (self.static_batch if self.static_batch else -1, *self.input_chw)
+
+        def get_tensor_profile_shape(self, name, profile_index):
+            return [tuple(s) for s in self.profile]
+
+        def create_execution_context(self):
+            return Context(self)
+
+    class Context:
+        def __init__(self, engine):
+            self.engine, self.shape, self.addresses = engine, None, {}
+            if engine.static_batch:
+                self.shape = (engine.static_batch, *engine.input_chw)
+
+        def set_input_shape(self, name, shape):
+            lo, hi = self.engine.profile[0][0], self.engine.profile[2][0]
+            if not lo <= shape[0] <= hi:
+                raise ValueError(f"batch {shape[0]} outside the profile [{lo}, {hi}]")
+            self.shape = tuple(shape)
+            return True
+
+        def get_tensor_shape(self, name):
+            if name == self.engine.names[0]:
+                return self.shape
+            return (self.shape[0], self.engine.session.get_outputs()[0].shape[1])
+
+        def set_tensor_address(self, name, ptr):
+            self.addresses[name] = ptr
+            return True
+
+        def execute_async_v3(self, stream_handle):
+            inp, out = self.engine.names
+            n = int(np.prod(self.shape))
+            x = np.frombuffer(bytes(cuda.memory[self.addresses[inp]][: 4 * n]), np.float32).reshape(self.shape)
+            y = self.engine.session.run(None, {inp: x})[0].astype(np.float32)
+            cuda.memory[self.addresses[out]][: y.nbytes] = y.tobytes()
+            return True
+
+    class Runtime:
+        def __init__(self, logger):
+            pass
+
+        def deserialize_cuda_engine(self, data):
+            if not data.startswith(HEADER):
+                return None
+            header, onnx_bytes = data[len(HEADER):].split(b"\n", 1)
+            return Engine(json.loads(header), onnx_bytes)
+
+    for name, value in dict(ILogger=ILogger, Logger=Logger, NetworkDefinitionCreationFlag=NetworkDefinitionCreationFlag,
+                            BuilderFlag=BuilderFlag, MemoryPoolType=MemoryPoolType, TensorIOMode=TensorIOMode,
+                            OnnxParser=OnnxParser, Builder=Builder, Runtime=Runtime).items():
+        setattr(trt, name, value)
+    return trt
+
+
+def install(monkeypatch, version: str = "10.3.0") -> tuple[types.ModuleType, FakeCuda]:
+    """Make `import tensorrt` return the fake and give every TrtModel fake device memory."""
+    import sys
+
+    from fercomp.deploy.board import trt_runtime
+
+    cuda = FakeCuda()
+    trt = make_module(cuda, version)
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    monkeypatch.setattr(trt_runtime, "CudaRuntime", lambda *a, **k: cuda)
+    return trt, cuda

@@ -1,0 +1,139 @@
+"""The Jetson bundle: complete, checksummed, its scripts valid and consistent with the model, and
+its board runtime + benchmark running end to end (through a fake TensorRT on this CPU host)."""
+
+import hashlib
+import json
+import py_compile
+import shutil
+import subprocess
+import sys
+import tarfile
+
+import numpy as np
+import onnx
+import pytest
+
+import fake_tensorrt
+from fercomp.cli import main
+from fercomp.compress import PruneConfig, prune_run
+from fercomp.compress.quantize import QuantizeConfig, quantize_run
+from fercomp.deploy.board.board_info import l4t_release, power_mode
+from fercomp.deploy.board.report_format import REPORT_SCHEMA, ROW_FIELDS
+from fercomp.deploy.bundle import BOARD_MODULES, DeployConfig, deploy_run
+from fercomp.runs import Run
+from fercomp.train import TrainConfig, evaluate_run, fit
+
+EXPECTED = {"model.onnx", "model.json", "build_engine.sh", "README.md", "SHA256SUMS", "test_images.npz",
+            *(f"fercomp_board/{m}" for m in BOARD_MODULES)}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("deploy")
+    base = fit(TrainConfig(model="separable_cnn", synthetic_per_class=40, epochs=3, out=str(root / "base")),
+               progress=False)
+    int8 = quantize_run(QuantizeConfig(parent=str(base.path), calib=64, out=str(root / "int8")), progress=False)
+    s24 = prune_run(PruneConfig(parent=str(base.path), pattern="2:4", finetune_epochs=0, out=str(root / "s24")),
+                    progress=False)
+    return {"base": base, "int8": int8, "s24": s24}
+
+
+def unpack(bundle, where):
+    with tarfile.open(bundle) as tar:
+        tar.extractall(where, filter="data")
+    (folder,) = [p for p in where.iterdir() if p.is_dir()]
+    return folder
+
+
+def bundle_of(run, tmp_path, **kw):
+    copy = tmp_path / run.name
+    shutil.copytree(run.path, copy)
+    result = deploy_run(DeployConfig(run=str(copy), out=str(tmp_path / f"{run.name}.tar.gz"), **kw), progress=False)
+    return result, unpack(result["bundle"], tmp_path / "unpacked"), Run.load(copy)
+
+
+def shell_words(script: str) -> list[str]:
+    body = script.split('"$TRTEXEC" \\\n', 1)[1].split(" 2>&1")[0]
+    return [w.strip().rstrip("\\").strip() for w in body.splitlines() if w.strip()]
+
+
+@pytest.mark.parametrize("which, precision, flag", [("base", "fp16", "--fp16"), ("int8", "int8", "--stronglyTyped"),
+                                                    ("s24", "fp16", "--sparsity=enable")])
+def test_bundle_is_complete_and_consistent_with_the_model(runs, tmp_path, which, precision, flag):
+    result, folder, run = bundle_of(runs[which], tmp_path)
+    names = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
+    assert names == EXPECTED
+    for line in (folder / "SHA256SUMS").read_text().splitlines():  # every file, unchanged
+        digest, name = line.split("  ")
+        assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest
+    assert (folder / "model.onnx").read_bytes() == (run.path / "model.onnx").read_bytes()
+    meta = json.loads((folder / "model.json").read_text())
+    assert meta["precision"] == precision and meta["params"] == run.manifest["params"]
+    graph_input = onnx.load(str(folder / "model.onnx")).graph.input[0]
+    c, h, w = (d.dim_value for d in graph_input.type.tensor_type.shape.dim[1:])
+    assert meta["input_name"] == graph_input.name and meta["input_size"] == [h, w]
+
+    script = (folder / "build_engine.sh").read_text()
+    assert subprocess.run(["bash", "-n", str(folder / "build_engine.sh")]).returncode == 0
+    assert (folder / "build_engine.sh").stat().st_mode & 0o111  # executable
+    words = shell_words(script)
+    assert flag in words and "--onnx=model.onnx" in words and "--saveEngine=model.engine" in words
+    assert f"--maxShapes={graph_input.name}:64x{c}x{h}x{w}" in words
+    assert f"--minShapes={graph_input.name}:1x{c}x{h}x{w}" in words
+    for module in folder.glob("fercomp_board/*.py"):
+        py_compile.compile(str(module), doraise=True)
+    with np.load(folder / "test_images.npz") as npz:
+        assert npz["x"].dtype == np.uint8 and len(npz["x"]) == len(npz["y"]) > 0
+        assert list(npz["class_names"]) == meta["class_names"]
+
+
+def test_board_scripts_run_without_fercomp(runs, tmp_path, monkeypatch):
+    """Build an 'engine' from the bundle's ONNX, then run the board's benchmark from the bundle folder."""
+    result, folder, run = bundle_of(runs["base"], tmp_path)
+    trt, cuda = fake_tensorrt.install(monkeypatch)
+    from fercomp.deploy.tensorrt import EngineSpec, build_engine
+
+    meta = json.loads((folder / "model.json").read_text())
+    engine, _, _ = build_engine(folder / "model.onnx", EngineSpec(meta["input_name"], (1, 48, 48), precision="fp16",
+                                                                  opt_batch=16, max_batch=64))
+    (folder / "model.engine").write_bytes(engine)
+
+    monkeypatch.syspath_prepend(str(folder))
+    monkeypatch.chdir(folder)
+    for name in [m for m in sys.modules if m.startswith("fercomp_board")]:
+        monkeypatch.delitem(sys.modules, name)
+    import fercomp_board.bench as board_bench
+    import fercomp_board.trt_runtime as board_runtime
+
+    assert board_bench.__file__.startswith(str(folder))  # the bundle's copy, not fercomp's package
+    for module in folder.glob("fercomp_board/*.py"):
+        source = module.read_text()
+        assert "from fercomp" not in source and "import fercomp\n" not in source and "from .." not in source
+    monkeypatch.setattr(board_runtime, "CudaRuntime", lambda *a, **k: cuda)
+    assert board_bench.main(["--batch-sizes", "1,8", "--warmup", "1", "--iters", "3", "--out", "board.json"]) == 0
+    report = json.loads((folder / "board.json").read_text())
+    assert report["schema"] == REPORT_SCHEMA and [r["batch"] for r in report["rows"]] == [1, 8]
+    assert all(set(r) == set(ROW_FIELDS) for r in report["rows"])
+    row = report["rows"][0]
+    assert row["backend"] == "tensorrt" and row["precision"] == "fp16" and row["p50_ms"] > 0
+    # accuracy on the bundled test images equals the run's own test accuracy (same model, same images)
+    expected = evaluate_run(run.path, backend="onnxruntime", write=False)["accuracy"]
+    assert row["accuracy"] == pytest.approx(expected, abs=1e-9)
+
+
+def test_board_info_parsers():
+    assert l4t_release("# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic, EABI: aarch64") == "36.4.3"
+    assert l4t_release("garbage") is None and l4t_release(None) is None
+    assert power_mode("NV Power Mode: MAXN\n0\n") == "MAXN"
+    assert power_mode("NV Power Mode: 15W\n2") == "15W" and power_mode("") is None
+
+
+@pytest.mark.parametrize("argv, expected", [(["--target", "raspi"], "--target"), (["--out", "b.zip"], "--out"),
+                                            (["--precision", "int8"], "quantize first")])
+def test_deploy_mistakes_exit_2_without_a_bundle(runs, tmp_path, capsys, argv, expected):
+    copy = tmp_path / "base"
+    shutil.copytree(runs["base"].path, copy)
+    code = main(["deploy", str(copy), "--no-progress", *argv])
+    err = capsys.readouterr().err
+    assert code == 2 and expected in err and len(err.strip().splitlines()) == 1
+    assert not list(tmp_path.glob("*.tar.gz")) and not list(tmp_path.glob("*.zip"))

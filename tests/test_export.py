@@ -1,0 +1,255 @@
+"""Export: every registry model to ONNX with parity, run folders (float, pruned, INT8), metadata,
+the parity gate, and the TensorRT path (its settings here; its plumbing through a fake TensorRT)."""
+
+import json
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+import fake_tensorrt
+from fercomp.cli import main
+from fercomp.compress import PruneConfig, prune_channels, prune_run
+from fercomp.compress.quantize import QuantizeConfig, quantize_run
+from fercomp.deploy import export as export_module
+from fercomp.deploy.export import ExportConfig, ParityError, export_run, parity
+from fercomp.deploy.onnx_export import export_onnx, read_metadata
+from fercomp.deploy.runtime import OnnxPredictor, TorchPredictor, load
+from fercomp.deploy.tensorrt import EngineSpec, build_settings, trtexec_command
+from fercomp.errors import ConfigError
+from fercomp.models import create, list_models
+from fercomp.runs import Run, model_spec
+from fercomp.train import TrainConfig, fit
+from fercomp.train.evaluate import data_for_run
+
+CLASSES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+TORCHVISION = {"mobilenet_v2", "resnet18", "resnet50", "vgg16"}
+
+
+def random_faces(n=24, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, 48, 48), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_registry_model_exports_with_parity(name, tmp_path):
+    torch.manual_seed(0)
+    model = create(name).eval()
+    spec = model_spec(name, {}, CLASSES, model)
+    export_onnx(model, spec, tmp_path / "m.onnx")
+    onnx.checker.check_model(str(tmp_path / "m.onnx"))
+    result = parity(TorchPredictor(model, spec), OnnxPredictor(tmp_path / "m.onnx"), random_faces())
+    assert result["top1_agreement"] == 1.0 and result["max_abs_prob_diff"] < 1e-5
+    if name in TORCHVISION - {"resnet18"}:
+        return  # pruned torchvision exports cost a minute; resnet18 stands for them
+    prune_channels(model, 0.5)
+    model.eval()
+    spec = model_spec(name, {}, CLASSES, model)
+    export_onnx(model, spec, tmp_path / "p.onnx")
+    result = parity(TorchPredictor(model, spec), OnnxPredictor(tmp_path / "p.onnx"), random_faces())
+    assert result["top1_agreement"] == 1.0 and result["max_abs_prob_diff"] < 1e-5
+
+
+@pytest.fixture(scope="module")
+def family(tmp_path_factory):
+    """base -> p50 (structured) -> p50-int8 (PTQ), and base -> s24 (2:4), on synthetic faces."""
+    root = tmp_path_factory.mktemp("family")
+    base = fit(TrainConfig(model="separable_cnn", synthetic_per_class=40, epochs=2, out=str(root / "base")),
+               progress=False)
+    p50 = prune_run(PruneConfig(parent=str(base.path), ratio=0.5, finetune_epochs=1, out=str(root / "p50")),
+                    progress=False)
+    int8 = quantize_run(QuantizeConfig(parent=str(p50.path), calib=64, out=str(root / "p50-int8")), progress=False)
+    s24 = prune_run(PruneConfig(parent=str(base.path), pattern="2:4", finetune_epochs=0, out=str(root / "s24")),
+                    progress=False)
+    return {"base": base, "p50": p50, "int8": int8, "s24": s24}
+
+
+def copy_run(run: Run, tmp_path) -> Run:
+    target = tmp_path / run.name
+    shutil.copytree(run.path, target)
+    return Run.load(target)
+
+
+@pytest.mark.parametrize("which", ["base", "p50", "s24"])
+def test_float_runs_export_with_parity_on_their_test_images(family, which, tmp_path):
+    run = copy_run(family[which], tmp_path)
+    report = export_run(ExportConfig(run=str(run.path)), progress=False)
+    p = report["parity"]
+    assert p["top1_agreement"] >= 0.999 and p["max_abs_prob_diff"] < 1e-4
+    assert p["images"] == len(data_for_run(run, None).split("test").x) > 0  # the whole test split
+    meta = read_metadata(run.path / "model.onnx")
+    _, spec = run.load_model()
+    assert meta["class_names"] == spec["class_names"] and meta["input_size"] == spec["input_size"]
+    assert meta["normalization"] == spec["normalization"] and meta["source_run"] == str(run.path.resolve())
+    manifest = Run.load(run.path).manifest
+    assert manifest["export"]["parity"]["top1_agreement"] == p["top1_agreement"]
+    assert json.loads((run.path / "export.json").read_text())["onnx"]["sha256"] == manifest["files"]["model.onnx"]
+    # the ONNX predictor over the run folder computes what torch computes
+    x = random_faces(8)
+    np.testing.assert_allclose(load(run.path, backend="onnxruntime").predict_proba(x),
+                               load(run.path).predict_proba(x), atol=1e-5)
+
+
+def test_int8_run_is_checked_against_its_float_parent(family, tmp_path):
+    run = copy_run(family["int8"], tmp_path)
+    report = export_run(ExportConfig(run=str(run.path)), progress=False)
+    p = report["parity"]
+    assert p["gate"] is None and p["against"] == "float parent p50"
+    assert 0.5 < p["top1_agreement"] <= 1.0 and p["max_abs_prob_diff"] > 0  # INT8 differs a little, not a lot
+    assert read_metadata(run.path / "model.onnx")["precision"] == "int8"
+
+
+def test_static_batch_export_pads_to_its_batch(family, tmp_path):
+    run = copy_run(family["base"], tmp_path)
+    export_run(ExportConfig(run=str(run.path), dynamic_batch=False, parity_images=5), progress=False)
+    predictor = OnnxPredictor(run.path / "model.onnx")
+    assert predictor.fixed_batch == 1
+    x = random_faces(3)
+    np.testing.assert_allclose(predictor.predict_proba(x), load(run.path).predict_proba(x), atol=1e-5)
+
+
+def test_parity_failure_writes_nothing(family, tmp_path, monkeypatch, capsys):
+    run = copy_run(family["base"], tmp_path)
+
+    def export_a_different_model(model, spec, path, **kw):
+        torch.manual_seed(123)
+        return export_onnx(create("separable_cnn").eval(), spec, path, **kw)
+
+    monkeypatch.setattr(export_module, "export_onnx", export_a_different_model)
+    with pytest.raises(ParityError, match="agrees with PyTorch on only"):
+        export_run(ExportConfig(run=str(run.path)), progress=False)
+    assert not (run.path / "model.onnx").exists() and not (run.path / "export.json").exists()
+    assert not list(run.path.glob(".model.onnx*"))  # no temporary left either
+    code = main(["export", str(run.path), "--no-progress"])
+    assert code == 2 and "agrees with PyTorch on only" in capsys.readouterr().err
+
+
+def test_trt_without_tensorrt_keeps_the_onnx_and_says_how_to_build(family, tmp_path, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # importing it now raises ImportError
+    run = copy_run(family["base"], tmp_path)
+    code = main(["export", str(run.path), "--trt", "--fp16", "--no-progress"])
+    err = capsys.readouterr().err
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1
+    assert "TensorRT is not installed" in err and "fercomp deploy" in err
+    assert (run.path / "model.onnx").is_file() and not (run.path / "model.engine").exists()
+    assert Run.load(run.path).manifest["export"]["parity"]["top1_agreement"] >= 0.999
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--fp16"], "add --trt"),
+    (["--trt", "--int8"], "quantize the run first"),
+    (["--trt", "--fp16", "--int8"], "pick one"),
+    (["--opset", "3"], "--opset"),
+    (["--parity-images", "0"], "--parity-images"),
+])
+def test_export_flag_mistakes_exit_2_and_write_nothing(family, tmp_path, capsys, argv, expected):
+    run = copy_run(family["base"], tmp_path)
+    code = main(["export", str(run.path), "--no-progress", *argv])
+    err = capsys.readouterr().err
+    assert code == 2 and expected in err and len(err.strip().splitlines()) == 1
+    assert not (run.path / "model.onnx").exists()
+
+
+def test_fp16_engine_of_an_int8_run_is_refused(family, tmp_path, capsys):
+    run = copy_run(family["int8"], tmp_path)
+    assert main(["export", str(run.path), "--trt", "--fp16", "--no-progress"]) == 2
+    assert "--int8" in capsys.readouterr().err
+
+
+# -- TensorRT settings: pure functions ------------------------------------------------------------------------
+
+def test_build_settings_map_precision_sparsity_and_profile():
+    spec = EngineSpec(input_name="input", input_shape=(1, 48, 48), precision="fp16", sparse=True, opt_batch=32,
+                      max_batch=128, workspace_mib=512)
+    s = build_settings(spec, 10)
+    assert s.builder_flags == ("FP16", "SPARSE_WEIGHTS") and s.network_flags == ()
+    assert s.profile == {"min": (1, 1, 48, 48), "opt": (32, 1, 48, 48), "max": (128, 1, 48, 48)}
+    assert s.workspace_bytes == 512 << 20
+    int8 = build_settings(EngineSpec(input_name="input", input_shape=(1, 48, 48), precision="int8"), 10)
+    assert int8.network_flags == ("STRONGLY_TYPED",) and int8.builder_flags == ()
+    assert build_settings(EngineSpec("input", (1, 48, 48), dynamic_batch=False)).profile is None
+    with pytest.raises(ConfigError, match="TensorRT 11"):
+        build_settings(spec, 11)
+    with pytest.raises(ConfigError, match="min <= opt <= max"):
+        build_settings(EngineSpec("input", (1, 48, 48), opt_batch=512, max_batch=256))
+
+
+def test_trtexec_command_matches_the_python_builder():
+    cmd = trtexec_command(EngineSpec("input", (1, 48, 48), precision="int8", sparse=True, opt_batch=16, max_batch=64))
+    assert cmd[0] == "trtexec" and "--onnx=model.onnx" in cmd and "--saveEngine=model.engine" in cmd
+    assert "--stronglyTyped" in cmd and "--sparsity=enable" in cmd and "--fp16" not in cmd
+    assert "--minShapes=input:1x1x48x48" in cmd and "--optShapes=input:16x1x48x48" in cmd
+    assert "--maxShapes=input:64x1x48x48" in cmd and "--memPoolSize=workspace:1024" in cmd
+    static = trtexec_command(EngineSpec("x", (1, 48, 48), precision="fp16", dynamic_batch=False))
+    assert "--fp16" in static and not any(a.startswith("--minShapes") for a in static)
+
+
+# -- TensorRT plumbing through a fake TensorRT -----------------------------------------------------------------
+
+def test_export_trt_builds_verifies_and_loads_an_engine(family, tmp_path, monkeypatch):
+    trt, cuda = fake_tensorrt.install(monkeypatch)
+    run = copy_run(family["base"], tmp_path)
+    report = export_run(ExportConfig(run=str(run.path), trt=True, precision="fp16", max_batch=64, opt_batch=16),
+                        progress=False)
+    (what, record), = trt.calls
+    assert record["flags"] == ["FP16"] and not record["strongly_typed"]
+    assert record["profiles"] == [{"input": [[1, 1, 48, 48], [16, 1, 48, 48], [64, 1, 48, 48]]}]
+    assert record["pools"] == {"WORKSPACE": 1024 << 20} and record["cache_in"] == "fresh-cache"
+    t = report["tensorrt"]
+    assert t["parity"]["top1_agreement"] == 1.0 and t["parity"]["max_abs_prob_diff"] < 1e-6
+    assert t["builder_flags"] == ["FP16"]
+    assert (run.path / "timing.cache").read_bytes() == b"fresh-cache+1"
+    assert "fake build done" in (run.path / "trt_build.log").read_text()
+    assert "verbose noise" not in (run.path / "trt_build.log").read_text()
+    meta = json.loads((run.path / "model.json").read_text())
+    assert meta["precision"] == "fp16" and meta["class_names"] == CLASSES
+    assert Run.load(run.path).manifest["files"]["model.engine"]
+    # the engine serves through the same predictor interface, in chunks of the profile's max batch
+    x = random_faces(150)
+    engine = load(run.path, backend="tensorrt")
+    assert engine.backend == "tensorrt" and engine.model.max_batch == 64
+    np.testing.assert_allclose(engine.predict_proba(x), load(run.path).predict_proba(x), atol=1e-5)
+    np.testing.assert_allclose(load(run.path / "model.engine").predict_proba(x[:3]),
+                               engine.predict_proba(x[:3]), atol=1e-7)
+    # a second build reuses the timing cache it wrote
+    export_run(ExportConfig(run=str(run.path), trt=True, precision="fp16", parity_images=10), progress=False)
+    assert trt.calls[-1][1]["cache_in"] == "fresh-cache+1"
+
+
+def test_int8_engine_is_strongly_typed_from_the_qdq_onnx(family, tmp_path, monkeypatch):
+    trt, _ = fake_tensorrt.install(monkeypatch)
+    run = copy_run(family["int8"], tmp_path)
+    report = export_run(ExportConfig(run=str(run.path), trt=True), progress=False)  # precision follows the run
+    record = trt.calls[-1][1]
+    assert record["strongly_typed"] and record["flags"] == []
+    assert report["tensorrt"]["spec"]["precision"] == "int8"
+    assert json.loads((run.path / "model.json").read_text())["precision"] == "int8"
+    assert report["tensorrt"]["parity"]["top1_agreement"] == 1.0
+
+
+def test_sparse_engine_of_a_2to4_run(family, tmp_path, monkeypatch):
+    trt, _ = fake_tensorrt.install(monkeypatch)
+    run = copy_run(family["s24"], tmp_path)
+    export_run(ExportConfig(run=str(run.path), trt=True, sparse=True, parity_images=20), progress=False)
+    assert trt.calls[-1][1]["flags"] == ["SPARSE_WEIGHTS"]
+
+
+def test_static_batch_engine_pads_the_last_chunk(family, tmp_path, monkeypatch):
+    fake_tensorrt.install(monkeypatch)
+    run = copy_run(family["base"], tmp_path)
+    export_run(ExportConfig(run=str(run.path), dynamic_batch=False, trt=True, parity_images=7), progress=False)
+    engine = load(run.path, backend="tensorrt")
+    assert not engine.model.dynamic_batch and engine.model.max_batch == 1
+    x = random_faces(3)
+    np.testing.assert_allclose(engine.predict_proba(x), load(run.path).predict_proba(x), atol=1e-5)
+
+
+def test_tensorrt_11_refuses_fp16_with_a_reason(family, tmp_path, monkeypatch, capsys):
+    fake_tensorrt.install(monkeypatch, version="11.3.0")
+    run = copy_run(family["base"], tmp_path)
+    assert main(["export", str(run.path), "--trt", "--fp16", "--no-progress", "--parity-images", "5"]) == 2
+    assert "TensorRT 11 removed the FP16 builder flag" in capsys.readouterr().err
