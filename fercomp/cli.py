@@ -309,6 +309,53 @@ def deploy(
                   "&& python3 -m fercomp_board.bench", soft_wrap=True, highlight=False)
 
 
+def _int_list(text: str, flag: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ConfigError(f"{flag} expects comma-separated integers (got {text!r})") from None
+    if not values:
+        raise ConfigError(f"{flag} expects at least one value")
+    return values
+
+
+@app.command()
+def bench(
+    runs: Optional[list[str]] = typer.Argument(None, help="run folders (a family: baseline, pruned, INT8 ...)"),
+    backends: str = typer.Option("torch,onnxruntime,tensorrt", help="comma-separated backends"),
+    batch_sizes: str = typer.Option("1,64", help="batch 1 gives latency, the larger ones throughput"),
+    threads: int = typer.Option(2, help="threads for every backend, fixed and stated"),
+    data: Optional[str] = typer.Option(None, help="accuracy on this source (default: each run's own data)"),
+    split: str = typer.Option("test"),
+    warmup: int = typer.Option(10),
+    iters: int = typer.Option(100),
+    out: str = typer.Option("artifacts/bench-report", help="folder for report.md, report.json, pareto.png"),
+    peak: bool = typer.Option(True, "--peak/--no-peak", help="measure this host's FP32/INT8 peak for the %-of-peak column"),
+    merge: Optional[list[str]] = typer.Option(None, "--merge", help="combine report.json files from several devices"),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Params, MACs, size, accuracy, latency, throughput and memory per model x backend x batch; ratios to the root."""
+    from .bench import BenchConfig
+    from .bench.report import terminal_table
+    from .bench.run import merge as merge_reports
+    from .bench.run import run_bench
+
+    if merge:
+        if runs:
+            raise ConfigError("--merge combines existing reports; give either run folders or --merge files")
+        report = merge_reports(list(merge), out)
+    else:
+        if not runs:
+            raise ConfigError("name at least one run folder to benchmark (or --merge reports)")
+        cfg = BenchConfig(models=list(runs), backends=tuple(b.strip() for b in backends.split(",") if b.strip()),
+                          batch_sizes=_int_list(batch_sizes, "--batch-sizes"), threads=threads, data=data,
+                          split=split, warmup=warmup, iters=iters)
+        report = run_bench(cfg, out, peak=peak, progress=progress)
+    console.print(terminal_table(report))
+    for kind, path in report["files"].items():
+        console.print(f"{kind}: {path}", highlight=False)
+
+
 @app.command()
 def evaluate(
     run: str = typer.Argument(..., help="run folder or .pt checkpoint"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -13,7 +15,8 @@ from rich.progress import (
 )
 
 # Progress and logs go to stderr so stdout stays clean for --json output.
-console = Console(stderr=True)
+# Logs and CI are not terminals: give wide tables room there instead of rich's 80-column default.
+console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
 
 
 def make_progress(enabled: bool = True, *fields: str) -> Progress:

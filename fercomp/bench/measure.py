@@ -8,8 +8,12 @@ status "unavailable" and the reason, never a silently missing line.
 
 from __future__ import annotations
 
+import json
+import os
 import resource
-from dataclasses import dataclass
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +67,7 @@ def model_file(run: Run, backend: str) -> Path:
 def precision_of(run: Run, backend: str) -> str:
     if backend == "tensorrt":
         export = (run.manifest.get("export") or {}).get("tensorrt") or {}
-        return (export.get("spec") or {}).get("precision", "?")
+        return (export.get("spec") or {}).get("precision")
     return "int8" if run.stage == "quantize" else "fp32"
 
 
@@ -136,23 +140,62 @@ def bench_run(path: str | Path, cfg: BenchConfig, device: str, images: np.ndarra
     return rows
 
 
-def bench_models(cfg: BenchConfig, device: str) -> list[dict[str, Any]]:
-    """Rows for every run in `cfg.models`, each evaluated on its own data's split (or `cfg.data`)."""
+def evaluation_split(run: Run, cfg: BenchConfig) -> tuple[np.ndarray | None, np.ndarray | None, str | None]:
+    """The images and labels accuracy is measured on: the run's own data (or --data), split --split."""
     from ..train.evaluate import data_for_run
 
+    if not cfg.accuracy:
+        return None, None, None
+    try:
+        data = data_for_run(run, cfg.data)
+    except FercompError:
+        return None, None, None
+    if cfg.split not in data.splits or not len(data.splits[cfg.split]):
+        return None, None, None
+    part = data.split(cfg.split)
+    return part.x, part.y, f"{data.source} {cfg.split} (n={len(part.y)})"
+
+
+def bench_models(cfg: BenchConfig, device: str, isolate: bool = False) -> list[dict[str, Any]]:
+    """Rows for every run in `cfg.models` on every backend.
+
+    With `isolate`, each run x backend is measured in a fresh process (`fercomp.bench.worker`), so
+    its peak memory is its own and no backend's threads or caches touch another's timing.
+    """
     cfg.validate()
     torch.set_num_threads(cfg.threads)
     rows = []
     for path in cfg.models:
-        run = Run.load(path)
-        images = labels = split_name = None
-        if cfg.accuracy:
-            try:
-                data = data_for_run(run, cfg.data)
-            except FercompError:
-                data = None
-            if data is not None and cfg.split in data.splits and len(data.splits[cfg.split]):
-                part = data.split(cfg.split)
-                images, labels, split_name = part.x, part.y, f"{data.source} {cfg.split}"
-        rows.extend(bench_run(run.path, cfg, device, images, labels, split_name))
+        for backend in cfg.backends:
+            one = replace(cfg, models=[str(path)], backends=(backend,))
+            rows.extend(run_isolated(one, device) if isolate else _bench_in_process(one, device))
     return rows
+
+
+def _bench_in_process(cfg: BenchConfig, device: str) -> list[dict[str, Any]]:
+    run = Run.load(cfg.models[0])
+    return bench_run(run.path, cfg, device, *evaluation_split(run, cfg))
+
+
+def run_isolated(cfg: BenchConfig, device: str) -> list[dict[str, Any]]:
+    package_root = str(Path(__file__).resolve().parents[2])  # the worker imports this same fercomp
+    env = dict(os.environ, OMP_NUM_THREADS=str(cfg.threads), MKL_NUM_THREADS=str(cfg.threads),
+               PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
+    request = json.dumps({"config": asdict(cfg), "device": device})
+    done = subprocess.run([sys.executable, "-m", "fercomp.bench.worker"], input=request, capture_output=True,
+                          text=True, env=env)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise FercompError(f"benchmarking {cfg.models[0]} on {cfg.backends[0]} failed: {last}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def worker_main() -> int:
+    """`python -m fercomp.bench.worker`: a JSON request on stdin, JSON rows on the last stdout line."""
+    request = json.loads(sys.stdin.read())
+    raw = request["config"]
+    cfg = BenchConfig(**{**raw, "backends": tuple(raw["backends"]), "batch_sizes": tuple(raw["batch_sizes"])})
+    torch.set_num_threads(cfg.threads)
+    rows = _bench_in_process(cfg, request["device"])
+    sys.stdout.write(json.dumps(rows) + "\n")
+    return 0

@@ -1,0 +1,148 @@
+"""`fercomp bench`: report schema, lineage ratios, Pareto front, merge, unavailable backends, end to end."""
+
+import json
+
+import pytest
+
+from fercomp.bench import BenchConfig
+from fercomp.bench.measure import bench_models
+from fercomp.bench.peak import efficiency
+from fercomp.bench.report import add_lineage_ratios, load_report, markdown, merge_reports, pareto_front
+from fercomp.bench.run import run_bench, with_roots
+from fercomp.cli import main
+from fercomp.compress.quantize import QuantizeConfig, quantize_run
+from fercomp.deploy.board.report_format import REPORT_SCHEMA, ROW_FIELDS, make_report, make_row
+from fercomp.errors import ConfigError
+from fercomp.train import TrainConfig, fit
+
+
+def row(run, backend, batch, **kw):
+    base = dict(run=run, backend=backend, batch=batch, device="cpu-x", precision="fp32", params=1000, macs=2e6,
+                file_bytes=4000, accuracy=0.60, p50_ms=2.0, images_per_s=500.0)
+    return make_row(**{**base, **kw})
+
+
+def test_lineage_ratios_on_a_hand_built_family():
+    rows = [
+        row("base", "torch", 64),
+        row("p50", "torch", 64, params=250, macs=0.5e6, file_bytes=1000, accuracy=0.59, images_per_s=1500.0),
+        row("p50-int8", "onnxruntime", 64, params=250, macs=0.5e6, file_bytes=400, accuracy=0.585,
+            images_per_s=5000.0, p50_ms=0.25, precision="int8"),
+        row("p50-int8", "onnxruntime", 1, precision="int8"),  # no batch-1 root row: no ratios
+        row("orphan", "torch", 64),  # its root was not measured
+    ]
+    add_lineage_ratios(rows, {"base": "base", "p50": "base", "p50-int8": "base", "orphan": "elsewhere"})
+    r = rows[2]["vs_root"]
+    assert r["root"] == "base" and r["params_x"] == 0.25 and r["macs_x"] == 0.25 and r["size_x"] == 0.1
+    assert r["speedup_x"] == 10.0 and r["latency_p50_x"] == 8.0
+    assert r["accuracy_delta_pt"] == pytest.approx(-1.5)
+    assert rows[0]["vs_root"]["speedup_x"] == 1.0
+    assert rows[3]["vs_root"] is None and rows[4]["vs_root"] is None
+
+
+def test_efficiency_uses_the_peak_of_the_rows_precision():
+    peak = {"fp32_macs_per_s": 1e11, "int8_macs_per_s": 4e11}
+    achieved, fraction = efficiency(row("a", "onnxruntime", 64, macs=1e7, images_per_s=1000.0, precision="int8"), peak)
+    assert achieved == 1e10 and fraction == pytest.approx(0.025)
+    assert efficiency(row("a", "torch", 64, macs=1e7, images_per_s=1000.0), peak)[1] == pytest.approx(0.1)
+    assert efficiency(make_row(run="a", status="unavailable", reason="no"), peak) == (None, None)
+
+
+def test_pareto_front_keeps_only_undominated_points():
+    points = [(1.0, 0.60), (2.0, 0.65), (1.5, 0.58), (3.0, 0.64), (0.5, 0.50), (2.5, 0.70)]
+    assert pareto_front(points) == [4, 0, 1, 5]
+
+
+def test_merge_of_two_devices_keeps_hosts_rows_and_ratios(tmp_path):
+    cpu = make_report({"cpu": "x86"}, [row("base", "torch", 1, device="x86"),
+                                       row("base-int8", "onnxruntime", 1, device="x86", p50_ms=0.5)])
+    cpu.update(hosts={"x86": {"cpu": "x86", "cores": 2}}, roots={"base": "base", "base-int8": "base"})
+    board = make_report({"cpu": "ARMv8", "jetson": {"board": "Jetson Orin Nano"}},
+                        [row("base-int8", "tensorrt", 1, device="Jetson Orin Nano", p50_ms=0.2)])
+    paths = []
+    for name, report in (("cpu.json", cpu), ("board.json", board)):
+        (tmp_path / name).write_text(json.dumps(report))
+        paths.append(tmp_path / name)
+    merged = merge_reports([load_report(p) for p in paths])
+    assert merged["schema"] == REPORT_SCHEMA and len(merged["rows"]) == 3
+    assert set(merged["hosts"]) == {"x86", "Jetson Orin Nano"}
+    assert merged["rows"][1]["vs_root"]["latency_p50_x"] == 4.0
+    assert merged["rows"][2]["vs_root"] is None  # the root was not measured on the board
+    text = markdown(merged)
+    assert "Jetson Orin Nano" in text and "base-int8" in text
+    (tmp_path / "bad.json").write_text(json.dumps({"schema": "other", "rows": []}))
+    with pytest.raises(ConfigError, match="not a fercomp bench report"):
+        load_report(tmp_path / "bad.json")
+
+
+@pytest.fixture(scope="module")
+def family(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    base = fit(TrainConfig(model="separable_cnn", synthetic_per_class=30, epochs=2, out=str(root / "base")),
+               progress=False)
+    int8 = quantize_run(QuantizeConfig(parent=str(base.path), calib=64, out=str(root / "base-int8")), progress=False)
+    return base, int8
+
+
+def test_roots_are_added_so_ratios_have_a_base(family):
+    base, int8 = family
+    paths, roots, added = with_roots([str(int8.path)])
+    assert added == [str(base.path)] and paths == [str(base.path), str(int8.path)]
+    assert roots == {"base-int8": "base", "base": "base"}
+
+
+def test_unavailable_backends_are_rows_with_reasons(family, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    _, int8 = family
+    rows = bench_models(BenchConfig(models=[str(int8.path)], backends=("torch", "tensorrt"), batch_sizes=(1,),
+                                    iters=2, warmup=0, accuracy=False), device="cpu")
+    assert [(r["backend"], r["status"]) for r in rows] == [("torch", "unavailable"), ("tensorrt", "unavailable")]
+    assert "QDQ ONNX" in rows[0]["reason"] and "TensorRT is not installed" in rows[1]["reason"]
+
+
+def test_bench_end_to_end_through_every_available_backend(family, tmp_path):
+    base, int8 = family
+    report = run_bench(BenchConfig(models=[str(int8.path)], batch_sizes=(1, 8), threads=1, iters=3, warmup=1),
+                       tmp_path / "report", peak=True, progress=False)
+    on_disk = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert on_disk["schema"] == REPORT_SCHEMA and on_disk["peak"] and on_disk["rows"] == report["rows"]
+    assert (tmp_path / "report" / "pareto.png").stat().st_size > 0
+    assert "| base-int8 | onnxruntime | int8 | 8 |" in (tmp_path / "report" / "report.md").read_text()
+    measured = [r for r in report["rows"] if r["status"] == "ok"]
+    assert {(r["run"], r["backend"], r["batch"]) for r in measured} == {
+        ("base", "torch", 1), ("base", "torch", 8), ("base", "onnxruntime", 1), ("base", "onnxruntime", 8),
+        ("base-int8", "onnxruntime", 1), ("base-int8", "onnxruntime", 8)}
+    for r in measured:
+        assert set(ROW_FIELDS) <= set(r) and r["threads"] == 1
+        assert r["p50_ms"] > 0 and r["p95_ms"] >= r["p50_ms"] and r["images_per_s"] > 0 and r["peak_rss_mb"] > 0
+        assert 0 < r["peak_fraction"] and r["vs_root"]["root"] == "base"
+    # accuracy is the same predictor's: the INT8 row matches what the quantize stage measured in ORT
+    int8_row = next(r for r in measured if r["run"] == "base-int8")
+    assert int8_row["accuracy"] == pytest.approx(int8.manifest["metrics"]["test_acc"], abs=1e-9)
+    torch_row = next(r for r in measured if r["run"] == "base" and r["backend"] == "torch")
+    assert torch_row["accuracy"] == pytest.approx(base.manifest["metrics"]["test_acc"], abs=1e-9)
+    assert {r["backend"] for r in report["rows"] if r["status"] == "unavailable"} == {"torch", "tensorrt"}
+
+
+def test_bench_cli_merge_and_mistakes(tmp_path, capsys):
+    a = make_report({"cpu": "a"}, [row("x", "torch", 1, device="a")])
+    b = make_report({"cpu": "b"}, [row("x", "torch", 1, device="b")])
+    (tmp_path / "a.json").write_text(json.dumps(a))
+    (tmp_path / "b.json").write_text(json.dumps(b))
+    assert main(["bench", "--merge", str(tmp_path / "a.json"), "--merge", str(tmp_path / "b.json"),
+                 "--out", str(tmp_path / "m"), "--no-progress"]) == 0
+    assert len(json.loads((tmp_path / "m" / "report.json").read_text())["rows"]) == 2
+    capsys.readouterr()
+    for argv, expected in ((["bench"], "name at least one run"), (["bench", "x", "--batch-sizes", "1,a"], "--batch-sizes"),
+                           (["bench", "--merge", str(tmp_path / "a.json")], "at least two")):
+        assert main(argv + ["--out", str(tmp_path / "bad")]) == 2
+        err = capsys.readouterr().err
+        assert expected in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "bad").exists()
+
+
+def test_row_format_rejects_unknown_fields():
+    with pytest.raises(ValueError, match="unknown report fields"):
+        make_row(run="a", latency=3)
