@@ -445,7 +445,7 @@ def pipeline(
     threads: Optional[int] = typer.Option(None),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
-    """Every stage end to end (train, prune, quantize), then a summary table."""
+    """Every stage end to end (train, prune, quantize, export, bench, deploy), then the summary tables."""
     from .pipeline import PipelineConfig, run_pipeline
 
     result = run_pipeline(PipelineConfig(model=model, data=data, epochs=epochs, prune_ratio=prune_ratio,
@@ -462,6 +462,11 @@ def pipeline(
     console.print(table)
     for row in result["stages"]:
         console.print(f"{row['stage']}: {row['run']}", soft_wrap=True, highlight=False)
+    from .bench.report import terminal_table
+
+    console.print(terminal_table(result["bench"]))
+    console.print(f"bench report: {result['bench']['files']['md']}; Jetson bundle: {result['bundle']}",
+                  soft_wrap=True, highlight=False)
 
 
 @app.command()

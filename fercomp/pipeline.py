@@ -1,8 +1,10 @@
 """`fercomp pipeline`: every stage that exists, end to end, on one data source.
 
 train -> prune (structured, ratio 0.5, fine-tuned with distillation from the trained model)
--> quantize (INT8 PTQ, measured in ONNX Runtime). Each stage writes its own run folder under
-`out`, chained by their manifests; the summary compares every stage with the first.
+-> quantize (INT8 PTQ, measured in ONNX Runtime) -> export (the pruned model's ONNX, checked
+against PyTorch) -> bench (every stage on PyTorch and ONNX Runtime: latency, throughput, ratios)
+-> deploy (the INT8 model as a Jetson bundle). Each stage writes its own run folder under `out`,
+chained by their manifests; the summary compares every stage with the first.
 """
 
 from __future__ import annotations
@@ -12,8 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .bench import BenchConfig
+from .bench.run import run_bench
 from .compress import PruneConfig, prune_run
 from .compress.quantize import QuantizeConfig, quantize_run
+from .deploy.bundle import DeployConfig, deploy_run
+from .deploy.export import ExportConfig, export_run
 from .runs import Run
 from .train import TrainConfig, fit
 from .train.fit import default_run_path
@@ -33,6 +39,7 @@ class PipelineConfig:
     out: str = "artifacts/pipeline"
     threads: int | None = None
     seed: int = 0
+    bench_iters: int = 50
 
 
 def _row(stage: str, run: Run, seconds: float, backend: str) -> dict[str, Any]:
@@ -73,4 +80,10 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> dict[str, Any]:
     t0 = time.perf_counter()
     quantized = quantize_run(QuantizeConfig(parent=str(pruned.path), threads=cfg.threads), progress=progress)
     stages.append(_row("quantize int8", quantized, time.perf_counter() - t0, "onnxruntime"))
-    return {"data": cfg.data or "synthetic", "stages": stages}
+
+    export_run(ExportConfig(run=str(pruned.path), threads=cfg.threads), progress=progress)
+    report = run_bench(BenchConfig(models=[str(r.path) for r in (trained, pruned, quantized)], batch_sizes=(1, 64),
+                                   threads=cfg.threads or 2, iters=cfg.bench_iters, warmup=5),
+                       out / "bench", progress=progress)
+    bundle = deploy_run(DeployConfig(run=str(quantized.path)), progress=progress)
+    return {"data": cfg.data or "synthetic", "stages": stages, "bench": report, "bundle": bundle["bundle"]}

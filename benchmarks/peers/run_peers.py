@@ -65,7 +65,12 @@ os.environ["OMP_NUM_THREADS"] = str(ARGS.threads)
 os.environ["TF_NUM_INTRAOP_THREADS"] = str(ARGS.threads)
 os.environ["TF_NUM_INTEROP_THREADS"] = "1"
 
+import warnings  # noqa: E402
+
 import numpy as np  # noqa: E402
+
+# Keras 3 warns on every call that fer's HDF5 names its input 'input_1'; harmless, and it floods the log.
+warnings.filterwarnings("ignore", message="The structure of `inputs` doesn't match")
 
 sys.path.insert(0, str(REPO))
 # numpy-only modules shared with the board benchmark; the peers venv has no torch and must not need it.
@@ -414,7 +419,7 @@ def main() -> int:
     host = device_info()
     host.update(tensorflow=tf.__version__, keras=keras.__version__, ai_edge_litert=_version("ai-edge-litert"),
                 opencv=cv2.__version__, numpy=np.__version__, fer=fer.__version__)
-    command = " ".join(shlex.quote(a) for a in [_venv_python(), "benchmarks/peers/run_peers.py", *sys.argv[1:]])
+    command = " ".join([_venv_python(), "benchmarks/peers/run_peers.py", *(shlex.quote(a) for a in sys.argv[1:])])
     report = make_report(host, rows, command=command, note=args.note or None, models=models, api_check=api,
                          preprocessing={"steps": f"cv2.resize(face48, {size}) bilinear -> x/255 -> (x-0.5)*2 -> "
                                                  "[N,64,64,1] float32", "b1_ms": pre_ms,
