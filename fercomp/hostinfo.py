@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 import os
-import platform
+import subprocess
 from pathlib import Path
 
 import torch
 
+from .deploy.board.board_info import cpu_model, jetson_info
 from .runs import library_versions
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def host_info() -> dict:
@@ -36,7 +27,29 @@ def host_info() -> dict:
         info["onnxruntime"] = onnxruntime.__version__
     except ImportError:
         pass
+    info.update(_gpu_stack())
+    jetson = jetson_info()
+    if jetson:
+        info["jetson"] = jetson
     return info
+
+
+def _gpu_stack() -> dict:
+    """CUDA runtime (torch's), NVIDIA driver and TensorRT versions where they exist."""
+    out: dict = {"cuda": torch.version.cuda if torch.cuda.is_available() else None}
+    try:
+        done = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                              capture_output=True, text=True, timeout=10)
+        out["driver"] = done.stdout.strip().splitlines()[0] if done.returncode == 0 and done.stdout.strip() else None
+    except (OSError, subprocess.SubprocessError):
+        out["driver"] = None
+    try:
+        import tensorrt
+
+        out["tensorrt"] = tensorrt.__version__
+    except Exception:
+        out["tensorrt"] = None
+    return out
 
 
 def _memory_gb() -> float | None:

@@ -253,3 +253,24 @@ def test_tensorrt_11_refuses_fp16_with_a_reason(family, tmp_path, monkeypatch, c
     run = copy_run(family["base"], tmp_path)
     assert main(["export", str(run.path), "--trt", "--fp16", "--no-progress", "--parity-images", "5"]) == 2
     assert "TensorRT 11 removed the FP16 builder flag" in capsys.readouterr().err
+
+
+def _real_tensorrt() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("tensorrt") is not None and torch.cuda.is_available()
+
+
+@pytest.mark.tensorrt
+@pytest.mark.skipif(not _real_tensorrt(), reason="needs TensorRT and an NVIDIA GPU")
+@pytest.mark.parametrize("which, precision", [("base", "fp32"), ("base", "fp16"), ("int8", "int8")])
+def test_real_tensorrt_engine_agrees_with_onnxruntime(family, which, precision, tmp_path):
+    """On a TensorRT host: build a real engine, reload it, and compare it with ONNX Runtime."""
+    run = copy_run(family[which], tmp_path)
+    report = export_run(ExportConfig(run=str(run.path), trt=True, precision=precision), progress=False)
+    t = report["tensorrt"]
+    assert (run.path / "model.engine").stat().st_size > 0 and t["parity"]["images"] > 0
+    assert t["parity"]["top1_agreement"] >= (0.999 if precision == "fp32" else 0.97)
+    x = random_faces(5)
+    probs = load(run.path / "model.engine").predict_proba(x)
+    assert probs.shape == (5, 7) and np.allclose(probs.sum(1), 1, atol=1e-4)

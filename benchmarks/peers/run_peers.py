@@ -88,7 +88,6 @@ tf.config.threading.set_intra_op_parallelism_threads(ARGS.threads)
 tf.config.threading.set_inter_op_parallelism_threads(1)
 cv2.setNumThreads(1)
 
-import ai_edge_litert  # noqa: E402
 import fer  # noqa: E402
 import keras  # noqa: E402
 from ai_edge_litert.interpreter import Interpreter  # noqa: E402
