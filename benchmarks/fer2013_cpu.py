@@ -112,12 +112,69 @@ def write_results(root: Path, threads: int, iters: int) -> None:
     write_text(results / "fer2013_cpu.md", (out / "report.md").read_text() + f"\nCommand: `{report['command']}`\n")
     shutil.copyfile(out / "pareto.png", results / "pareto.png")
     plot_sweep(report["rows"], results / "compress_sweep.png")
+    peers_file = results / "peers.json"
+    peers = json.loads(peers_file.read_text()) if peers_file.is_file() else None
+    extra = parity_section(root, runs) + targets_section(report, peers)
+    write_text(results / "fer2013_cpu.md", (results / "fer2013_cpu.md").read_text() + extra)
+    print(extra)
+
+
+def parity_section(root: Path, runs: list[str]) -> str:
+    lines = ["", "## Export parity (ONNX Runtime vs PyTorch on FER2013 PrivateTest)", "",
+             "| run | compared with | images | top-1 agreement | max abs prob diff |", "|---|---|---:|---:|---:|"]
+    for path in runs:
+        report = Path(path) / "export.json"
+        if report.is_file():
+            p = json.loads(report.read_text())["parity"]
+            lines.append(f"| {Path(path).name} | {p['against']} | {p['images']} | {p['top1_agreement']:.3%} | "
+                         f"{p['max_abs_prob_diff']:.2e} |")
+    return "\n".join(lines) + "\n"
+
+
+def _verdict(ok: bool) -> str:
+    return "**met**" if ok else "**missed**"
+
+
+def targets_section(report: dict, peers: dict | None) -> str:
+    """The benchmark issue's targets, each with the measured figure and met / missed."""
+    ok = [r for r in report["rows"] if r["status"] == "ok"]
+    lines = ["", "## Targets (this CPU, 2 threads, one run)", ""]
+    compressed = [r for r in ok if r["precision"] == "int8" and r["backend"] == "onnxruntime" and "-p50" in r["run"]]
+    for r in (r for r in compressed if r["batch"] == 64):
+        v = r["vs_root"] or {}
+        lines.append(f"- {r['run']} (ORT INT8) vs its FP32 PyTorch root, batch 64 throughput: "
+                     f"{v.get('speedup_x', 0):.2f}x (target >= 8x: {_verdict((v.get('speedup_x') or 0) >= 8)})")
+    for r in (r for r in compressed if r["batch"] == 1):
+        v = r["vs_root"] or {}
+        lines.append(f"- {r['run']} (ORT INT8) vs its FP32 PyTorch root, batch 1 p50 latency: "
+                     f"{v.get('latency_p50_x', 0):.2f}x lower (target >= 5x: {_verdict((v.get('latency_p50_x') or 0) >= 5)})")
+    for r in (r for r in ok if r["precision"] == "int8" and r["backend"] == "onnxruntime" and r["batch"] == 64):
+        lines.append(f"- {r['run']} INT8 ORT batch 64: {r['achieved_macs_per_s'] / 1e9:.1f} GMAC/s = "
+                     f"{r['peak_fraction']:.1%} of the measured INT8 peak (target >= 30%: "
+                     f"{_verdict(r['peak_fraction'] >= 0.30)})")
+    if peers:
+        peer_rows = [r for r in peers["rows"] if r.get("status", "ok") == "ok" and r["batch"] == 1]
+        best_peer_acc = max(r["accuracy"] for r in peer_rows)
+        fastest_peer = min(peer_rows, key=lambda r: r["p50_ms"])
+        compact = [r for r in ok if r["batch"] == 1 and r["params"] <= 500_000 and r["backend"] == "onnxruntime"]
+        if compact:
+            ours = max(compact, key=lambda r: (r["accuracy"], -r["p50_ms"]))
+            lines.append(
+                f"- our best compact model ({ours['run']}, {ours['params']:,} params, ORT {ours['precision']}) vs the "
+                f"`fer` peer: accuracy {ours['accuracy']:.2%} vs {best_peer_acc:.2%} (best peer row), batch-1 p50 "
+                f"{ours['p50_ms']:.3f} ms vs {fastest_peer['p50_ms']:.3f} ms ({fastest_peer['backend']} "
+                f"{fastest_peer['precision']}, its fastest) at {fastest_peer['threads']} threads (target: higher "
+                f"accuracy and equal or lower latency: "
+                f"{_verdict(ours['accuracy'] > best_peer_acc and ours['p50_ms'] <= fastest_peer['p50_ms'])})")
+    return "\n".join(lines) + "\n"
 
 
 def plot_sweep(rows: list[dict], path: Path) -> None:
     """Accuracy against MACs and against measured batch-1 latency (ONNX Runtime), per family."""
     from fercomp.bench.report import pareto_front
     from fercomp.io import save_figure
+    from matplotlib.ticker import NullFormatter
+
     from fercomp.train.plots import plt
 
     points = [r for r in rows if r["status"] == "ok" and r["backend"] == "onnxruntime" and r["batch"] == 1]
@@ -133,6 +190,7 @@ def plot_sweep(rows: list[dict], path: Path) -> None:
             front = pareto_front([(x, r["accuracy"]) for x, r in zip(xs, fam)])
             ax.plot([xs[j] for j in front], [100 * fam[j]["accuracy"] for j in front], "--", color=f"C{i}", lw=1)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # minor log labels overlap on narrow ranges
         ax.set(xlabel=label, ylabel="PrivateTest accuracy (%)")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)

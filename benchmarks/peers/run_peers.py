@@ -357,7 +357,7 @@ def main() -> int:
     macs = keras_macs(model)
     pre_ms = measure(lambda: fer_preprocess(test_x[:1], size), warmup=5, iters=100)["p50_ms"]
 
-    common = dict(model=MODEL, device="cpu", threads=args.threads, params=params, macs=macs, split=split)
+    common = dict(model=MODEL, device=device_info()["cpu"], threads=args.threads, params=params, macs=macs, split=split)
     rows: list[dict] = []
 
     def add(run, backend, precision, parent, file_bytes, probs, timings, reason=None):

@@ -132,6 +132,8 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 
 def plot_pareto(rows: list[dict], path: str | Path, batch: int = 1) -> bool:
     """Accuracy against p50 latency at `batch`; marker area ~ params, one colour per backend."""
+    from matplotlib.ticker import NullFormatter
+
     from ..train.plots import plt
     from ..io import save_figure
 
@@ -153,6 +155,7 @@ def plot_pareto(rows: list[dict], path: str | Path, batch: int = 1) -> bool:
     ax.plot([points[i]["p50_ms"] for i in front], [100 * points[i]["accuracy"] for i in front], "k--", lw=1,
             label="Pareto front")
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())  # minor log labels overlap on narrow ranges
     ax.set(xlabel=f"p50 latency at batch {batch} (ms, log scale)", ylabel="accuracy (%)",
            title="accuracy vs latency (marker area ~ parameters)")
     ax.grid(True, which="both", alpha=0.3)
