@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -101,3 +102,22 @@ def test_real_fer2013_smoke(tmp_path, fer2013_npz):
     assert run.manifest["data"]["sizes"] == {"train": 28709, "val": 3589, "test": 3589}
     # majority class (happy) is 24.5% of PrivateTest; one epoch must already beat it
     assert metrics["test_acc"] > 0.30, metrics
+
+
+def test_resume_refuses_data_that_changed(tmp_path):
+    from fercomp.data.synthetic import make_synthetic
+
+    x, y = make_synthetic(n_per_class=20, seed=0)
+    data = tmp_path / "faces.npz"
+    np.savez(data, x=x, y=y)
+
+    def stop(epoch, record):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(tiny(tmp_path, "r", data=str(data), epochs=2), progress=False, on_epoch_end=stop)
+    np.savez(data, x=x[::-1].copy(), y=y[::-1].copy())  # same shapes, other file
+    with pytest.raises(RunError, match="changed since the run started"):
+        fit(TrainConfig(), resume=tmp_path / "r", progress=False)
+    np.savez(data, x=x, y=y)  # restored: the resume goes through
+    assert fit(TrainConfig(), resume=tmp_path / "r", progress=False).manifest["status"] == "complete"

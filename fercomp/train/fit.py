@@ -138,6 +138,8 @@ def fit(
 
     # Everything that can fail on user input happens before the run folder exists.
     data = load_training_data(cfg)
+    if resume is not None:
+        _require_same_data(run, data)
     train, val = data.split("train"), data.split("val")
     torch.manual_seed(cfg.seed)
     if cfg.init_from:
@@ -289,6 +291,15 @@ def fit(
         raise
 
     return recipe.finish(run, cfg, data, state, model)
+
+
+def _require_same_data(run: Run, data) -> None:
+    """A resumed run must see the data it started with: a changed file would silently mix two data sets."""
+    recorded = (run.manifest.get("data") or {}).get("sha256")
+    current = data.meta.get("sha256")
+    if recorded and current and recorded != current:
+        raise RunError(f"{run.path}: its data {data.source} changed since the run started "
+                       f"(sha256 {recorded[:12]}... now {current[:12]}...); restore it or start a new run")
 
 
 def _load_resume_state(run: Run) -> dict:
