@@ -357,18 +357,47 @@ def bench(
 
 
 @app.command()
+def ensemble(
+    runs: list[str] = typer.Argument(..., help="two or more float run folders with the same classes"),
+    out: str = typer.Option(..., help="the ensemble's run folder"),
+    weights: Optional[str] = typer.Option(None, help="comma-separated member weights (default: equal)"),
+) -> None:
+    """A soft-voting ensemble saved as a run of its own (evaluate, export as one ONNX, bench, predict)."""
+    from .train.ensemble import EnsembleConfig, ensemble_runs
+
+    parsed = None
+    if weights:
+        try:
+            parsed = [float(w) for w in weights.split(",")]
+        except ValueError:
+            raise ConfigError(f"--weights expects comma-separated numbers (got {weights!r})") from None
+    run = ensemble_runs(EnsembleConfig(runs=list(runs), out=out, weights=parsed))
+    table = Table(title=f"fercomp ensemble — {run.path}")
+    for col in ("member", "weight", "test acc"):
+        table.add_column(col, justify="left" if col == "member" else "right")
+    m = run.manifest
+    total = sum(m["weights"])
+    for (name, acc), w in zip(m["metrics"]["members"].items(), m["weights"]):
+        table.add_row(name, f"{w / total:.2f}", _pct(acc))
+    table.add_section()
+    table.add_row("ensemble", "", _pct(m["metrics"]["test_acc"]))
+    console.print(table)
+
+
+@app.command()
 def evaluate(
     run: str = typer.Argument(..., help="run folder or .pt checkpoint"),
     data: Optional[str] = typer.Option(None, help="another data source (default: the run's own)"),
     split: str = typer.Option("test", help="train | val | test | all"),
     backend: Optional[str] = typer.Option(None, help="torch | onnxruntime (default: the run's deliverable)"),
     threads: Optional[int] = typer.Option(None),
+    tta: Optional[str] = typer.Option(None, help="test-time augmentation: flip | shift | flip-shift (mean of the views)"),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON on stdout"),
 ) -> None:
     """Accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix (PNG + JSON)."""
     from .train import evaluate_run
 
-    report = evaluate_run(run, data=data, split=split, threads=threads, backend=backend)
+    report = evaluate_run(run, data=data, split=split, threads=threads, backend=backend, tta=tta)
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
         return

@@ -91,6 +91,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, spec: dict[str, Any]) ->
 def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model of a checkpoint (layer widths follow the saved tensors, so pruned models load)."""
     from .models import create, fit_to_state_dict
+    from .models.ensemble import ENSEMBLE, build_ensemble
 
     path = Path(path)
     if not path.is_file():
@@ -102,6 +103,8 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise RunError(f"{path}: not a fercomp checkpoint (expected format {CHECKPOINT_FORMAT})")
     spec = ckpt["spec"]
+    if spec["name"] == ENSEMBLE:  # members are rebuilt one by one, each to its own (maybe pruned) widths
+        return build_ensemble(spec["kwargs"], ckpt["state_dict"]), spec
     model = create(spec["name"], num_classes=spec["num_classes"], **spec["kwargs"])
     fit_to_state_dict(model, ckpt["state_dict"])
     model.eval()

@@ -85,13 +85,19 @@ def evaluate_run(
     split: str = "test",
     threads: int | None = None,
     backend: str | None = None,
+    tta: str | None = None,
     write: bool = True,
 ) -> dict:
-    """Evaluate a run folder (or model file) on a split; write eval_<split>.json and confusion_<split>.png."""
+    """Evaluate a run folder (or model file) on a split; write eval_<split>.json and confusion_<split>.png.
+
+    `tta` averages the probabilities over augmented views (see `tta.VIEWS`)."""
     from ..deploy.runtime import load
     from ..runs import Run
+    from .tta import TTAPredictor
 
     predictor = load(path, threads=threads, backend=backend)
+    if tta:
+        predictor = TTAPredictor(predictor, tta)
     path = Path(path)
     dataset = data_for_run(Run.load(path) if path.is_dir() else None, data)
     if list(dataset.class_names) != list(predictor.class_names):
@@ -104,6 +110,6 @@ def evaluate_run(
     report.update(loss=loss, split=split, source=dataset.source, backend=predictor.backend)
     if write and path.is_dir():
         # Another data source gets its own file name: the run's own evaluation is never overwritten.
-        name = split if data is None else f"{split}_{Path(str(data)).stem}"
+        name = (split if data is None else f"{split}_{Path(str(data)).stem}") + (f"_tta-{tta}" if tta else "")
         write_evaluation(path, name, report, source=dataset.source, backend=predictor.backend)
     return report
