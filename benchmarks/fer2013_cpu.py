@@ -143,12 +143,13 @@ def targets_section(report: dict, peers: dict | None) -> str:
     for r in (r for r in compressed if r["batch"] == 64):
         v = r["vs_root"] or {}
         lines.append(f"- {r['run']} (ORT INT8) vs its FP32 PyTorch root, batch 64 throughput: "
-                     f"{v.get('speedup_x', 0):.2f}x (target >= 8x: {_verdict((v.get('speedup_x') or 0) >= 8)})")
+                     f"{v.get('speedup_x') or 0:.2f}x (target >= 8x: {_verdict((v.get('speedup_x') or 0) >= 8)})")
     for r in (r for r in compressed if r["batch"] == 1):
         v = r["vs_root"] or {}
         lines.append(f"- {r['run']} (ORT INT8) vs its FP32 PyTorch root, batch 1 p50 latency: "
-                     f"{v.get('latency_p50_x', 0):.2f}x lower (target >= 5x: {_verdict((v.get('latency_p50_x') or 0) >= 5)})")
-    for r in (r for r in ok if r["precision"] == "int8" and r["backend"] == "onnxruntime" and r["batch"] == 64):
+                     f"{v.get('latency_p50_x') or 0:.2f}x lower (target >= 5x: {_verdict((v.get('latency_p50_x') or 0) >= 5)})")
+    for r in (r for r in ok if r["precision"] == "int8" and r["backend"] == "onnxruntime" and r["batch"] == 64
+              and r.get("peak_fraction") is not None):
         lines.append(f"- {r['run']} INT8 ORT batch 64: {r['achieved_macs_per_s'] / 1e9:.1f} GMAC/s = "
                      f"{r['peak_fraction']:.1%} of the measured INT8 peak (target >= 30%: "
                      f"{_verdict(r['peak_fraction'] >= 0.30)})")

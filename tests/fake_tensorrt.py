@@ -45,11 +45,15 @@ class FakeCuda:
     def synchronize(self) -> None:
         pass
 
+    def close(self) -> None:
+        pass
+
 
 def make_module(cuda: FakeCuda, version: str = "10.3.0") -> types.ModuleType:
     trt = types.ModuleType("tensorrt")
     trt.__version__ = version
     trt.calls = []  # (what, details) in call order
+    trt.corrupt_outputs = False  # a test sets it to get an engine that disagrees with ONNX Runtime
 
     class _Severity(enum.IntEnum):
         INTERNAL_ERROR = 0
@@ -80,7 +84,7 @@ def make_module(cuda: FakeCuda, version: str = "10.3.0") -> types.ModuleType:
 
     class Network:
         def __init__(self, flags):
-            self.flags, self.onnx_bytes = flags, None
+            self.flags, self.onnx_bytes, self.dynamic = flags, None, False
 
     class OnnxParser:
         def __init__(self, network, logger):
@@ -89,11 +93,21 @@ def make_module(cuda: FakeCuda, version: str = "10.3.0") -> types.ModuleType:
         def parse_from_file(self, path):
             data = open(path, "rb").read()
             try:
-                onnx.checker.check_model(onnx.load_from_string(data))
+                model = onnx.load_from_string(data)
+                onnx.checker.check_model(model)
             except Exception as exc:
                 self.errors.append(str(exc))
                 return False
+            # TensorRT's parser takes INT8 Q/DQ with zero point 0 only (no uint8, no int32 bias DQ)
+            constants = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+            for node in model.graph.node:
+                if node.op_type in ("QuantizeLinear", "DequantizeLinear") and len(node.input) > 2:
+                    zero_point = constants.get(node.input[2])
+                    if zero_point is not None and (zero_point.dtype != np.int8 or np.any(zero_point != 0)):
+                        self.errors.append(f"{node.name}: unsupported zero point {zero_point.dtype}")
+                        return False
             self.network.onnx_bytes = data
+            self.network.dynamic = any(not d.HasField("dim_value") for d in model.graph.input[0].type.tensor_type.shape.dim)
             return True
 
         @property
@@ -156,6 +170,12 @@ def make_module(cuda: FakeCuda, version: str = "10.3.0") -> types.ModuleType:
 
         def build_serialized_network(self, network, config):
             strongly_typed = bool(network.flags & (1 << NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+            if strongly_typed and config.flags & {"FP16", "INT8"}:
+                self.logger.log(_Severity.ERROR, "precision flags are not allowed on a strongly typed network")
+                return None
+            if network.dynamic and not config.profiles:
+                self.logger.log(_Severity.ERROR, "dynamic input without an optimization profile")
+                return None
             record = {"flags": sorted(config.flags), "strongly_typed": strongly_typed, "pools": config.pools,
                       "profiles": [{k: [list(s) for s in v] for k, v in p.shapes.items()} for p in config.profiles],
                       "cache_in": config.cache.data.decode() if config.cache else None}
@@ -218,6 +238,8 @@ def make_module(cuda: FakeCuda, version: str = "10.3.0") -> types.ModuleType:
             n = int(np.prod(self.shape))
             x = np.frombuffer(bytes(cuda.memory[self.addresses[inp]][: 4 * n]), np.float32).reshape(self.shape)
             y = self.engine.session.run(None, {inp: x})[0].astype(np.float32)
+            if trt.corrupt_outputs:
+                y = np.ascontiguousarray(y[:, ::-1])
             cuda.memory[self.addresses[out]][: y.nbytes] = y.tobytes()
             return True
 

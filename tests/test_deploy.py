@@ -32,10 +32,12 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("deploy")
     base = fit(TrainConfig(model="separable_cnn", synthetic_per_class=40, epochs=3, out=str(root / "base")),
                progress=False)
-    int8 = quantize_run(QuantizeConfig(parent=str(base.path), calib=64, out=str(root / "int8")), progress=False)
+    int8 = quantize_run(QuantizeConfig(parent=str(base.path), calib=64, activations="s8-sym", out=str(root / "int8")),
+                        progress=False)
+    int8u = quantize_run(QuantizeConfig(parent=str(base.path), calib=64, out=str(root / "int8u")), progress=False)
     s24 = prune_run(PruneConfig(parent=str(base.path), pattern="2:4", finetune_epochs=0, out=str(root / "s24")),
                     progress=False)
-    return {"base": base, "int8": int8, "s24": s24}
+    return {"base": base, "int8": int8, "int8u": int8u, "s24": s24}
 
 
 def unpack(bundle, where):
@@ -116,6 +118,7 @@ def test_board_scripts_run_without_fercomp(runs, tmp_path, monkeypatch):
     assert all(set(r) == set(ROW_FIELDS) for r in report["rows"])
     row = report["rows"][0]
     assert row["backend"] == "tensorrt" and row["precision"] == "fp16" and row["p50_ms"] > 0
+    assert row["run"] == run.name and row["parent"] is None  # names that line up with the PC's rows
     # accuracy on the bundled test images equals the run's own test accuracy (same model, same images)
     expected = evaluate_run(run.path, backend="onnxruntime", write=False)["accuracy"]
     assert row["accuracy"] == pytest.approx(expected, abs=1e-9)
@@ -129,7 +132,8 @@ def test_board_info_parsers():
 
 
 @pytest.mark.parametrize("argv, expected", [(["--target", "raspi"], "--target"), (["--out", "b.zip"], "--out"),
-                                            (["--precision", "int8"], "quantize first")])
+                                            (["--precision", "int8"], "quantize first"),
+                                            (["--precision", "bf16"], "--precision"), (["--max-batch", "0"], "--max-batch")])
 def test_deploy_mistakes_exit_2_without_a_bundle(runs, tmp_path, capsys, argv, expected):
     copy = tmp_path / "base"
     shutil.copytree(runs["base"].path, copy)
@@ -137,3 +141,11 @@ def test_deploy_mistakes_exit_2_without_a_bundle(runs, tmp_path, capsys, argv, e
     err = capsys.readouterr().err
     assert code == 2 and expected in err and len(err.strip().splitlines()) == 1
     assert not list(tmp_path.glob("*.tar.gz")) and not list(tmp_path.glob("*.zip"))
+    assert not (copy / "model.onnx").exists()  # refused before the automatic export
+
+
+def test_uint8_int8_run_is_not_bundled_for_tensorrt(runs, tmp_path, capsys):
+    copy = tmp_path / "int8u"
+    shutil.copytree(runs["int8u"].path, copy)
+    assert main(["deploy", str(copy), "--no-progress", "--out", str(tmp_path / "b.tar.gz")]) == 2
+    assert "--activations s8-sym" in capsys.readouterr().err and not (tmp_path / "b.tar.gz").exists()

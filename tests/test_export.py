@@ -62,7 +62,9 @@ def family(tmp_path_factory):
     int8 = quantize_run(QuantizeConfig(parent=str(p50.path), calib=64, out=str(root / "p50-int8")), progress=False)
     s24 = prune_run(PruneConfig(parent=str(base.path), pattern="2:4", finetune_epochs=0, out=str(root / "s24")),
                     progress=False)
-    return {"base": base, "p50": p50, "int8": int8, "s24": s24}
+    int8s = quantize_run(QuantizeConfig(parent=str(p50.path), calib=64, activations="s8-sym",
+                                        out=str(root / "p50-int8s")), progress=False)
+    return {"base": base, "p50": p50, "int8": int8, "s24": s24, "int8s": int8s}
 
 
 def copy_run(run: Run, tmp_path) -> Run:
@@ -102,10 +104,10 @@ def test_int8_run_is_checked_against_its_float_parent(family, tmp_path):
 
 def test_static_batch_export_pads_to_its_batch(family, tmp_path):
     run = copy_run(family["base"], tmp_path)
-    export_run(ExportConfig(run=str(run.path), dynamic_batch=False, parity_images=5), progress=False)
+    export_run(ExportConfig(run=str(run.path), dynamic_batch=False, static_batch=4, parity_images=5), progress=False)
     predictor = OnnxPredictor(run.path / "model.onnx")
-    assert predictor.fixed_batch == 1
-    x = random_faces(3)
+    assert predictor.fixed_batch == 4
+    x = random_faces(7)  # one full batch of 4, then 3 padded to 4
     np.testing.assert_allclose(predictor.predict_proba(x), load(run.path).predict_proba(x), atol=1e-5)
 
 
@@ -145,6 +147,8 @@ def test_trt_without_tensorrt_keeps_the_onnx_and_says_how_to_build(family, tmp_p
     (["--trt", "--fp16", "--int8"], "pick one"),
     (["--opset", "3"], "--opset"),
     (["--parity-images", "0"], "--parity-images"),
+    (["--trt", "--max-batch", "0"], "--max-batch"),
+    (["--trt", "--workspace", "8"], "--workspace"),
 ])
 def test_export_flag_mistakes_exit_2_and_write_nothing(family, tmp_path, capsys, argv, expected):
     run = copy_run(family["base"], tmp_path)
@@ -222,7 +226,7 @@ def test_export_trt_builds_verifies_and_loads_an_engine(family, tmp_path, monkey
 
 def test_int8_engine_is_strongly_typed_from_the_qdq_onnx(family, tmp_path, monkeypatch):
     trt, _ = fake_tensorrt.install(monkeypatch)
-    run = copy_run(family["int8"], tmp_path)
+    run = copy_run(family["int8s"], tmp_path)
     report = export_run(ExportConfig(run=str(run.path), trt=True), progress=False)  # precision follows the run
     record = trt.calls[-1][1]
     assert record["strongly_typed"] and record["flags"] == []
@@ -241,11 +245,42 @@ def test_sparse_engine_of_a_2to4_run(family, tmp_path, monkeypatch):
 def test_static_batch_engine_pads_the_last_chunk(family, tmp_path, monkeypatch):
     fake_tensorrt.install(monkeypatch)
     run = copy_run(family["base"], tmp_path)
-    export_run(ExportConfig(run=str(run.path), dynamic_batch=False, trt=True, parity_images=7), progress=False)
+    export_run(ExportConfig(run=str(run.path), dynamic_batch=False, static_batch=4, trt=True, parity_images=7),
+               progress=False)
     engine = load(run.path, backend="tensorrt")
-    assert not engine.model.dynamic_batch and engine.model.max_batch == 1
-    x = random_faces(3)
+    assert not engine.model.dynamic_batch and engine.model.max_batch == 4
+    x = random_faces(6)
     np.testing.assert_allclose(engine.predict_proba(x), load(run.path).predict_proba(x), atol=1e-5)
+
+
+def test_uint8_qdq_is_refused_for_tensorrt_before_building(family, tmp_path, monkeypatch, capsys):
+    trt, _ = fake_tensorrt.install(monkeypatch)
+    run = copy_run(family["int8"], tmp_path)  # u8-asym: ONNX Runtime's fast encoding, not TensorRT's
+    assert main(["export", str(run.path), "--trt", "--no-progress", "--parity-images", "5"]) == 2
+    err = capsys.readouterr().err
+    assert "zero point 0" in err and "--activations s8-sym" in err and not trt.calls
+    assert not (run.path / "model.engine").exists()
+
+
+def test_an_engine_that_disagrees_is_not_kept(family, tmp_path, monkeypatch, capsys):
+    trt, _ = fake_tensorrt.install(monkeypatch)
+    trt.corrupt_outputs = True
+    run = copy_run(family["base"], tmp_path)
+    assert main(["export", str(run.path), "--trt", "--no-progress"]) == 2
+    assert "engine not kept" in capsys.readouterr().err
+    assert not (run.path / "model.engine").exists() and not (run.path / "model.json").exists()
+    assert not list(run.path.glob(".model.engine*")) and (run.path / "model.onnx").is_file()
+    assert "model.engine" not in Run.load(run.path).manifest["files"]
+
+
+def test_reexport_removes_an_engine_built_from_the_old_onnx(family, tmp_path, monkeypatch):
+    fake_tensorrt.install(monkeypatch)
+    run = copy_run(family["base"], tmp_path)
+    export_run(ExportConfig(run=str(run.path), trt=True, parity_images=10), progress=False)
+    assert (run.path / "model.engine").is_file()
+    export_run(ExportConfig(run=str(run.path), dynamic_batch=False, parity_images=10), progress=False)
+    assert not (run.path / "model.engine").exists() and not (run.path / "model.json").exists()
+    assert "model.engine" not in Run.load(run.path).manifest["files"]
 
 
 def test_tensorrt_11_refuses_fp16_with_a_reason(family, tmp_path, monkeypatch, capsys):
@@ -263,7 +298,7 @@ def _real_tensorrt() -> bool:
 
 @pytest.mark.tensorrt
 @pytest.mark.skipif(not _real_tensorrt(), reason="needs TensorRT and an NVIDIA GPU")
-@pytest.mark.parametrize("which, precision", [("base", "fp32"), ("base", "fp16"), ("int8", "int8")])
+@pytest.mark.parametrize("which, precision", [("base", "fp32"), ("base", "fp16"), ("int8s", "int8")])
 def test_real_tensorrt_engine_agrees_with_onnxruntime(family, which, precision, tmp_path):
     """On a TensorRT host: build a real engine, reload it, and compare it with ONNX Runtime."""
     run = copy_run(family[which], tmp_path)

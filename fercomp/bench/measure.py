@@ -44,7 +44,7 @@ class BenchConfig:
     warmup: int = 10
     iters: int = 100
     accuracy: bool = True
-    export_missing: bool = True  # export a float run's ONNX (with its parity check) when it has none
+    export_missing: bool = True  # run_bench exports a float run's ONNX (with its parity check) when it has none
 
     def validate(self) -> None:
         if not self.models:
@@ -58,6 +58,8 @@ class BenchConfig:
             raise ConfigError(f"--threads must be >= 1 (got {self.threads})")
         if self.warmup < 0 or self.iters < 1:
             raise ConfigError(f"--warmup must be >= 0 and --iters >= 1 (got {self.warmup}, {self.iters})")
+        if self.split not in ("train", "val", "test"):
+            raise ConfigError(f"--split must be train, val or test (got {self.split!r})")
 
 
 def model_file(run: Run, backend: str) -> Path:
@@ -86,12 +88,13 @@ def open_backend(run: Run, backend: str, cfg: BenchConfig):
         if not (run.path / ENGINE_FILE).is_file():
             raise BackendUnavailable(f"no {ENGINE_FILE}: run `fercomp export {run.path} --trt` first")
     if backend == "onnxruntime" and not (run.path / ONNX_FILE).is_file():
-        if not cfg.export_missing:
-            raise BackendUnavailable(f"no {ONNX_FILE}: run `fercomp export {run.path}` first")
-        from ..deploy.export import ExportConfig, export_run
-
-        export_run(ExportConfig(run=str(run.path), threads=cfg.threads), progress=False)
-    return load(run.path, backend=backend, threads=cfg.threads)
+        raise BackendUnavailable(f"no {ONNX_FILE}: run `fercomp export {run.path}` first")
+    try:
+        return load(run.path, backend=backend, threads=cfg.threads)
+    except FercompError as exc:
+        if backend != "tensorrt":
+            raise
+        raise BackendUnavailable(str(exc)) from None  # e.g. an engine this TensorRT or GPU cannot load
 
 
 def sparsity_of(run: Run) -> float | None:
@@ -107,9 +110,20 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def device_for(backend: str, device: str) -> str:
+    """TensorRT rows ran on the GPU: label them with its name, never the CPU's."""
+    if backend != "tensorrt":
+        return device
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "gpu"
+
+
 def bench_run(path: str | Path, cfg: BenchConfig, device: str, images: np.ndarray | None = None,
               labels: np.ndarray | None = None, split_name: str | None = None) -> list[dict[str, Any]]:
-    """Rows for one run folder: every backend x batch size."""
+    """Rows for one run folder: every backend x batch size.
+
+    Timing comes first and `peak_rss_mb` is read right after it: the high-water mark of loading
+    the model and running the timed batches (host memory only; a GPU's memory is not in it).
+    The accuracy pass runs afterwards on the same predictor."""
     from ..train.metrics import evaluate_probabilities
 
     run = Run.load(path).require_complete()
@@ -119,24 +133,28 @@ def bench_run(path: str | Path, cfg: BenchConfig, device: str, images: np.ndarra
                   params=run.manifest.get("params"), macs=run.manifest.get("macs"), sparsity=sparsity_of(run))
     rows = []
     for backend in cfg.backends:
-        base = dict(common, backend=backend, precision=precision_of(run, backend))
+        base = dict(common, backend=backend, precision=precision_of(run, backend), device=device_for(backend, device))
         try:
             predictor = open_backend(run, backend, cfg)
         except BackendUnavailable as exc:
             rows.append(make_row(**base, status="unavailable", reason=str(exc)))
             continue
         base["file_bytes"] = model_file(run, backend).stat().st_size
-        if images is not None and labels is not None:
-            report = evaluate_probabilities(predictor.predict_proba(images), labels, predictor.class_names)
-            base.update(accuracy=report["accuracy"], macro_f1=report["macro_f1"], split=split_name)
         pool = preprocess(images[: max(cfg.batch_sizes)] if images is not None else
                           np.full((max(cfg.batch_sizes), *predictor.spec["input_size"]), 128, np.uint8), predictor.spec)
+        timed = []
         for batch in cfg.batch_sizes:
             x = np.ascontiguousarray(np.resize(pool, (batch, *pool.shape[1:])))  # repeats images if too few
             stats = measure(lambda: predictor.forward(x), warmup=cfg.warmup, iters=cfg.iters, batch_size=batch)
+            timed.append((batch, stats))
+        rss = peak_rss_mb()
+        if images is not None and labels is not None:
+            report = evaluate_probabilities(predictor.predict_proba(images), labels, predictor.class_names)
+            base.update(accuracy=report["accuracy"], macro_f1=report["macro_f1"], split=split_name)
+        for batch, stats in timed:
             rows.append(make_row(**base, batch=batch, p50_ms=stats["p50_ms"], p95_ms=stats["p95_ms"],
                                  p99_ms=stats["p99_ms"], mean_ms=stats["mean_ms"], images_per_s=stats["images_per_s"],
-                                 iters=stats["iters"], peak_rss_mb=peak_rss_mb()))
+                                 iters=stats["iters"], peak_rss_mb=rss))
     return rows
 
 
@@ -146,12 +164,9 @@ def evaluation_split(run: Run, cfg: BenchConfig) -> tuple[np.ndarray | None, np.
 
     if not cfg.accuracy:
         return None, None, None
-    try:
-        data = data_for_run(run, cfg.data)
-    except FercompError:
-        return None, None, None
+    data = data_for_run(run, cfg.data)  # a bad --data is the user's to fix: say so, do not drop accuracy
     if cfg.split not in data.splits or not len(data.splits[cfg.split]):
-        return None, None, None
+        raise ConfigError(f"{data.source} has no {cfg.split!r} split to measure accuracy on; pass --split")
     part = data.split(cfg.split)
     return part.x, part.y, f"{data.source} {cfg.split} (n={len(part.y)})"
 

@@ -36,6 +36,19 @@ def with_roots(paths: list[str]) -> tuple[list[str], dict[str, str], list[str]]:
     return ordered, roots, added
 
 
+def export_missing_onnx(paths: list[str], threads: int, progress: bool) -> None:
+    """Float runs without a verified ONNX are exported first (with the parity gate), outside the timed workers."""
+    from ..deploy.export import ExportConfig, export_run
+    from ..runs import ONNX_FILE
+
+    for path in paths:
+        run = Run.load(path)
+        if run.stage != "quantize" and not (run.path / ONNX_FILE).is_file():
+            if progress:
+                console.print(f"exporting {run.name} to ONNX first", highlight=False)
+            export_run(ExportConfig(run=str(run.path), threads=threads), progress=False)
+
+
 def device_label(host: dict[str, Any]) -> str:
     return host.get("cpu") or "cpu"
 
@@ -60,6 +73,8 @@ def run_bench(cfg: BenchConfig, out: str | Path, *, peak: bool = True, isolate: 
     for path in added:
         console.print(f"adding root run {path} so every run has a base for its ratios", highlight=False)
     cfg = BenchConfig(**{**asdict(cfg), "models": paths})
+    if cfg.export_missing and "onnxruntime" in cfg.backends:
+        export_missing_onnx(paths, cfg.threads, progress)
     host = host_info()
     device = device_label(host)
     peaks = {}

@@ -123,7 +123,10 @@ def quantize_onnx_static(
             quant_format=QuantFormat.QDQ, per_channel=True, calibrate_method=calibrate,
             activation_type=QuantType.QUInt8 if activations == "u8-asym" else QuantType.QInt8,
             weight_type=QuantType.QInt8,
-            extra_options={"ActivationSymmetric": activations == "s8-sym", "WeightSymmetric": True},
+            # s8-sym is the TensorRT encoding: TensorRT quantizes biases itself and its parser has
+            # rejected int32 bias DequantizeLinear, so biases stay float (ORT fuses the same convs).
+            extra_options={"ActivationSymmetric": activations == "s8-sym", "WeightSymmetric": True,
+                           "QuantizeBias": activations != "s8-sym"},
         )
         model = onnx.load(str(Path(tmp) / "int8.onnx"))
     write_metadata(model, {**onnx_metadata(spec, None), "precision": "int8"})

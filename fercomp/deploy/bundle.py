@@ -26,9 +26,9 @@ from ..errors import ConfigError
 from ..io import atomic_path, sha256_file
 from ..runs import ONNX_FILE, Run
 from ..ui import console
-from .export import EXPORT_REPORT, ExportConfig, engine_spec, export_run, is_2to4_run
+from .export import EXPORT_REPORT, ExportConfig, engine_spec, export_run, is_2to4_run, require_tensorrt_int8
 from .onnx_export import read_metadata
-from .tensorrt import trtexec_command
+from .tensorrt import PRECISIONS, trtexec_command
 
 TARGETS = ("jetson",)
 BOARD_PACKAGE = Path(__file__).parent / "board"
@@ -54,6 +54,23 @@ class DeployConfig:
             raise ConfigError(f"--target must be one of {', '.join(TARGETS)} (got {self.target!r})")
         if self.out is not None and not self.out.endswith((".tar.gz", ".tgz")):
             raise ConfigError(f"--out must name a .tar.gz file (got {self.out!r})")
+        if self.precision is not None and self.precision not in PRECISIONS:
+            raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)} (got {self.precision!r})")
+        for flag, value, least in (("--max-batch", self.max_batch, 1), ("--opt-batch", self.opt_batch, 1),
+                                   ("--workspace", self.workspace_mib, 16)):
+            if value < least:
+                raise ConfigError(f"{flag} must be >= {least} (got {value})")
+
+    def resolved_precision(self, run: Run) -> str:
+        """The engine precision for this run; refuses combinations TensorRT cannot build."""
+        quantized = run.stage == "quantize"
+        precision = self.precision or ("int8" if quantized else "fp16")
+        if precision == "int8" and not quantized:
+            raise ConfigError(f"--precision int8 needs an INT8 run: quantize first "
+                              f"(fercomp quantize {run.path} --activations s8-sym)")
+        if quantized and precision != "int8":
+            raise ConfigError(f"{run.path} is an INT8 run: its engine is int8")
+        return precision
 
 
 def _exported(run: Run) -> bool:
@@ -66,8 +83,13 @@ def _exported(run: Run) -> bool:
 
 def build_script(command: list[str]) -> str:
     args = " \\\n  ".join(shlex.quote(a) for a in command[1:])
+    strong_check = ""
+    if "--stronglyTyped" in command:  # TensorRT 8.6 (JetPack 6.0) has no strongly typed networks
+        strong_check = ('if ! "$TRTEXEC" --help 2>&1 | grep -q -- --stronglyTyped; then\n'
+                        '  echo "this trtexec is older than TensorRT 10 (no --stronglyTyped): use JetPack 6.1 or later" >&2\n'
+                        '  exit 2\nfi\n')
     return f"""#!/usr/bin/env bash
-# Build model.engine from model.onnx on this board with trtexec (TensorRT 10 / JetPack 6).
+# Build model.engine from model.onnx on this board with trtexec (TensorRT 10: JetPack 6.1 or later).
 # Written by fercomp {__version__}; the same precision, sparsity and shape profile as `fercomp export --trt`.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -76,7 +98,7 @@ if [ ! -x "$TRTEXEC" ]; then
   echo "trtexec not found: install TensorRT (JetPack) or run TRTEXEC=/path/to/trtexec $0" >&2
   exit 2
 fi
-"$TRTEXEC" \\
+{strong_check}"$TRTEXEC" \\
   {args} 2>&1 | tee build.log
 echo "engine written: $(pwd)/model.engine (log: build.log, timing cache: timing.cache)"
 """
@@ -91,7 +113,7 @@ Model `{meta['model']}` ({meta['precision']}), input {meta['input_size'][0]}x{me
 crops, classes: {names}. Exported by fercomp {__version__} from run `{run.name}`; on the PC the ONNX agreed
 with PyTorch on {parity.get('top1_agreement', float('nan')):.2%} of {parity.get('images', '?')} test images.
 
-Needs JetPack 6 (TensorRT 10, its Python bindings, numpy; OpenCV for classify). Nothing else.
+Needs JetPack 6.1 or later (TensorRT 10, its Python bindings, numpy; OpenCV for classify). Nothing else.
 
 1. Build the engine (minutes; the timing cache makes rebuilds fast):
 
@@ -127,6 +149,7 @@ def _board_meta(run: Run, onnx_path: Path, precision: str, sparse: bool, spec) -
     return {**read_metadata(onnx_path), "precision": precision, "sparse": sparse,
             "params": run.manifest.get("params"), "macs": run.manifest.get("macs"),
             "sparsity": _sparsity(run),
+            "run": run.name, "parent": run.parent.name if run.parent else None,
             "source_run": str(run.path.resolve()), "root_run": lineage_root.name,
             "input_name": spec.input_name, "profile": spec.profile(), "parity": run.manifest.get("export", {}).get("parity"),
             "onnx": ONNX_FILE, "engine": "model.engine"}
@@ -146,12 +169,9 @@ def _test_images_npz(run: Run) -> bytes:
 def bundle_files(run: Run, cfg: DeployConfig) -> tuple[dict[str, bytes], list[str]]:
     """Every file of the bundle by its path inside the bundle folder, and the trtexec command."""
     onnx_path = run.path / ONNX_FILE
-    quantized = run.stage == "quantize"
-    precision = cfg.precision or ("int8" if quantized else "fp16")
-    if precision == "int8" and not quantized:
-        raise ConfigError(f"--precision int8 needs an INT8 run: quantize first (fercomp quantize {run.path})")
-    if quantized and precision != "int8":
-        raise ConfigError(f"{run.path} is an INT8 run: its engine is int8")
+    precision = cfg.resolved_precision(run)
+    if precision == "int8":
+        require_tensorrt_int8(onnx_path)
     sparse = cfg.sparse if cfg.sparse is not None else is_2to4_run(run)
     spec = engine_spec(ExportConfig(run=str(run.path), trt=True, precision=precision, sparse=sparse,
                                     max_batch=cfg.max_batch, opt_batch=cfg.opt_batch,
@@ -175,6 +195,8 @@ def bundle_files(run: Run, cfg: DeployConfig) -> tuple[dict[str, bytes], list[st
 def deploy_run(cfg: DeployConfig, progress: bool = True) -> dict[str, Any]:
     cfg.validate()
     run = Run.load(cfg.run).require_complete()
+    if cfg.resolved_precision(run) == "int8":  # before anything is written
+        require_tensorrt_int8(run.path / ONNX_FILE)
     if not _exported(run):
         if progress:
             console.print(f"{run.name} has no verified ONNX yet: exporting it first")

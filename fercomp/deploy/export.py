@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 
 from ..errors import ConfigError, FercompError, RunError
-from ..io import atomic_path, sha256_file, write_bytes, write_json, write_text
+from ..io import atomic_path, sha256_file, write_json, write_text
 from ..runs import ONNX_FILE, Run
 from ..ui import console
 from .onnx_export import OPSET, export_onnx, read_metadata
@@ -30,6 +30,7 @@ EXPORT_REPORT = "export.json"
 BUILD_LOG = "trt_build.log"
 TIMING_CACHE = "timing.cache"
 FP32_MIN_AGREEMENT = 0.999
+REDUCED_MIN_AGREEMENT = 0.99  # an FP16 / INT8 engine against the same ONNX in ONNX Runtime
 
 
 class ParityError(FercompError):
@@ -48,10 +49,15 @@ class ExportConfig:
     parity_images: int | None = None  # None: the whole test split
     max_batch: int = 256
     opt_batch: int = 64
+    static_batch: int = 1  # the batch of a --static-batch export
     workspace_mib: int = 1024
     threads: int | None = None
 
     def validate(self) -> None:
+        for flag, value, least in (("--max-batch", self.max_batch, 1), ("--opt-batch", self.opt_batch, 1),
+                                   ("--batch", self.static_batch, 1), ("--workspace", self.workspace_mib, 16)):
+            if value < least:
+                raise ConfigError(f"{flag} must be >= {least} (got {value})")
         if self.precision is not None and self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)} (got {self.precision!r})")
         if not self.trt and (self.precision is not None or self.sparse):
@@ -164,7 +170,8 @@ def _export_float(run: Run, cfg: ExportConfig, reference: TorchPredictor, images
         f"{', onnxsim' if cfg.simplify else ''})")
     with atomic_path(target) as tmp:  # renamed into place only if parity holds
         export_onnx(reference.model, reference.spec, tmp, source_run=str(run.path.resolve()),
-                    dynamic_batch=cfg.dynamic_batch, simplify=cfg.simplify, opset=cfg.opset)
+                    dynamic_batch=cfg.dynamic_batch, simplify=cfg.simplify, opset=cfg.opset,
+                    static_batch=cfg.static_batch)
         result = parity(reference, OnnxPredictor(tmp, threads=cfg.threads), images)
         result.update(data=where, gate=FP32_MIN_AGREEMENT, against="torch (same weights)")
         log(f"parity on {result['images']} images ({where}): top-1 agreement {result['top1_agreement']:.3%}, "
@@ -172,15 +179,23 @@ def _export_float(run: Run, cfg: ExportConfig, reference: TorchPredictor, images
         if result["top1_agreement"] < FP32_MIN_AGREEMENT:
             raise ParityError(f"{target}: ONNX Runtime agrees with PyTorch on only {result['top1_agreement']:.3%} "
                               f"of {where} (need {FP32_MIN_AGREEMENT:.1%}); nothing written")
+    _remove_engine(run)  # an engine built from the previous ONNX would no longer match it
     return {"onnx": _onnx_facts(target, simplified=cfg.simplify, opset=cfg.opset,
                                 dynamic_batch=cfg.dynamic_batch), "parity": result}
+
+
+def _remove_engine(run: Run) -> None:
+    for name in (ENGINE_FILE, engine_metadata_path(Path(ENGINE_FILE)).name, BUILD_LOG):
+        (run.path / name).unlink(missing_ok=True)
+    files = {k: v for k, v in run.manifest.get("files", {}).items() if k != ENGINE_FILE}
+    run.update(files=files)
 
 
 def _record(run: Run, report: dict[str, Any]) -> None:
     write_json(run.path / EXPORT_REPORT, report)
     files = dict(run.manifest.get("files", {}), **{ONNX_FILE: report["onnx"]["sha256"]})
     engine = run.path / ENGINE_FILE
-    if "tensorrt" in report and engine.is_file():
+    if "parity" in (report.get("tensorrt") or {}) and engine.is_file():  # built and verified this time
         files[ENGINE_FILE] = sha256_file(engine)
     run.update(export={"onnx": report["onnx"], "parity": report["parity"], "tensorrt": report.get("tensorrt")},
                files=files)
@@ -192,32 +207,59 @@ def engine_spec(cfg: ExportConfig, onnx_path: Path) -> EngineSpec:
     dims = [d.dim_value if d.HasField("dim_value") else -1 for d in first.type.tensor_type.shape.dim]
     if len(dims) != 4:
         raise ConfigError(f"{onnx_path}: expected an NCHW image input, found shape {dims}")
-    return EngineSpec(input_name=first.name, input_shape=tuple(dims[1:]), precision=cfg.precision,
+    return EngineSpec(input_name=first.name, input_shape=tuple(dims[1:]), precision=cfg.precision or "fp32",
                       sparse=cfg.sparse, dynamic_batch=dims[0] == -1, opt_batch=min(cfg.opt_batch, cfg.max_batch),
                       max_batch=cfg.max_batch, static_batch=max(dims[0], 1), workspace_mib=cfg.workspace_mib)
 
 
+def require_tensorrt_int8(onnx_path: Path) -> None:
+    """TensorRT builds explicit INT8 only from signed, zero-point-0 Q/DQ: say how to get one."""
+    from .tensorrt import tensorrt_qdq_problems
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    if not any(n.op_type == "QuantizeLinear" for n in model.graph.node):
+        raise ConfigError(f"{onnx_path}: --int8 needs Q/DQ nodes; this ONNX has none")
+    problems = tensorrt_qdq_problems(model)
+    if problems:
+        raise ConfigError(f"{onnx_path}: TensorRT takes INT8 with zero point 0 only, but this QDQ ONNX has "
+                          f"{len(problems)} asymmetric/uint8 quantizers (e.g. {problems[0]}); quantize for "
+                          "TensorRT with `fercomp quantize RUN --activations s8-sym`")
+
+
+def engine_gate(precision: str) -> float:
+    return FP32_MIN_AGREEMENT if precision == "fp32" else REDUCED_MIN_AGREEMENT
+
+
 def build_and_verify(run: Run, cfg: ExportConfig, images: np.ndarray, where: str, log) -> dict[str, Any]:
-    """Build model.engine from model.onnx, write its metadata and build log, compare it with ONNX Runtime."""
+    """Build an engine from model.onnx, compare it with ONNX Runtime, and keep it only if they agree."""
     from .runtime import TensorRTPredictor
     from .tensorrt import build_engine, require_tensorrt
 
     onnx_path = run.path / ONNX_FILE
     require_tensorrt()  # before any work: the message says how to build on the target instead
     spec = engine_spec(cfg, onnx_path)
-    if cfg.precision == "int8" and not has_qdq(onnx_path):
-        raise ConfigError(f"{onnx_path}: --int8 needs Q/DQ nodes; this ONNX has none")
+    if cfg.precision == "int8":
+        require_tensorrt_int8(onnx_path)
     if cfg.sparse and not is_2to4_run(run):
         log("note: --sparse on a run that was not pruned to 2:4; TensorRT will find few sparse layers")
     log(f"building TensorRT engine ({cfg.precision}{', sparse' if cfg.sparse else ''})")
+    _remove_engine(run)
     engine_bytes, build_log, record = build_engine(onnx_path, spec, timing_cache=run.path / TIMING_CACHE)
     engine = run.path / ENGINE_FILE
     write_text(run.path / BUILD_LOG, "\n".join(build_log) + "\n")
-    meta = {**read_metadata(onnx_path), "precision": cfg.precision, "sparse": cfg.sparse, "onnx": ONNX_FILE}
+    meta = {**read_metadata(onnx_path), "precision": cfg.precision, "sparse": cfg.sparse, "onnx": ONNX_FILE,
+            "onnx_sha256": sha256_file(onnx_path)}
+    with atomic_path(engine) as tmp:  # renamed into place only if the engine agrees with ONNX Runtime
+        tmp.write_bytes(engine_bytes)
+        check = parity(OnnxPredictor(onnx_path, threads=cfg.threads), TensorRTPredictor(tmp, meta=meta), images)
+        gate = engine_gate(cfg.precision)
+        check.update(data=where, against="onnxruntime (same ONNX)", gate=gate)
+        log(f"engine vs ONNX Runtime: top-1 agreement {check['top1_agreement']:.3%}, "
+            f"max |Δp| {check['max_abs_prob_diff']:.2e}")
+        if check["top1_agreement"] < gate:
+            raise ParityError(f"{engine}: the {cfg.precision} engine agrees with ONNX Runtime on only "
+                              f"{check['top1_agreement']:.3%} of {where} (need {gate:.1%}); engine not kept "
+                              f"(log: {run.path / BUILD_LOG})")
     write_json(engine_metadata_path(engine), meta)
-    write_bytes(engine, engine_bytes)
-    check = parity(OnnxPredictor(onnx_path, threads=cfg.threads), TensorRTPredictor(engine), images)
-    check.update(data=where, against="onnxruntime (same ONNX)")
-    log(f"engine vs ONNX Runtime: top-1 agreement {check['top1_agreement']:.3%}, max |Δp| {check['max_abs_prob_diff']:.2e}")
     return {**record, "spec": asdict(spec), "engine_bytes": len(engine_bytes), "parity": check,
             "build_log": BUILD_LOG}

@@ -64,13 +64,14 @@ def export_onnx(
     dynamic_batch: bool = True,
     simplify: bool = True,
     opset: int = OPSET,
+    static_batch: int = 1,
 ) -> Path:
     """Export `model` (eval mode) to `path`; returns the path. Written atomically."""
     path = Path(path)
     model = model.eval().to(memory_format=torch.contiguous_format)
     h, w = spec["input_size"]
     # a dynamic batch needs an example of 2 (the exporter specialises size 1); a fixed one is batch 1
-    example = torch.zeros(2 if dynamic_batch else 1, spec.get("in_chans", 1), h, w)
+    example = torch.zeros(2 if dynamic_batch else static_batch, spec.get("in_chans", 1), h, w)
     dynamic = (batch_dim(),) if dynamic_batch else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter is chatty about internals users cannot act on

@@ -132,21 +132,29 @@ class TensorRTPredictor:
 
     backend = "tensorrt"
 
-    def __init__(self, path: str | Path, *, batch_size: int = 256):
+    def __init__(self, path: str | Path, *, batch_size: int = 256, meta: dict[str, Any] | None = None):
         from .board.trt_runtime import TrtModel, load_metadata
-        from .tensorrt import require_tensorrt
+        from .tensorrt import TensorRTUnavailable, require_tensorrt
 
         self.path = Path(path)
         trt = require_tensorrt()
-        meta_path = engine_metadata_path(self.path)
-        if not meta_path.is_file():
-            raise ConfigError(f"{self.path}: its metadata {meta_path.name} is missing (rebuild with `fercomp export --trt`)")
-        meta = load_metadata(meta_path)
+        if meta is None:
+            meta_path = engine_metadata_path(self.path)
+            if not meta_path.is_file():
+                raise ConfigError(f"{self.path}: its metadata {meta_path.name} is missing "
+                                  "(rebuild with `fercomp export --trt`)")
+            meta = load_metadata(meta_path)
         self.spec = spec_from_metadata(meta)
         self.precision = meta.get("precision", "fp32")
         self.class_names = list(meta["class_names"])
         self.batch_size = batch_size
-        self.model = TrtModel(self.path, trt=trt)
+        try:
+            self.model = TrtModel(self.path, trt=trt)
+        except RuntimeError as exc:  # no libcudart, no GPU, an engine from another TensorRT: say so in one line
+            raise TensorRTUnavailable(f"{self.path}: {exc}") from None
+
+    def close(self) -> None:
+        self.model.close()
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         return self.model.infer(x)

@@ -132,6 +132,24 @@ def build_settings(spec: EngineSpec, tensorrt_major: int = 10) -> BuildSettings:
                          tuple(notes))
 
 
+def tensorrt_qdq_problems(model) -> list[str]:
+    """Why TensorRT would reject this QDQ ONNX: it takes only signed INT8 with zero point 0."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    constants = {t.name: t for t in model.graph.initializer}
+    problems = []
+    for node in model.graph.node:
+        if node.op_type != "QuantizeLinear" or len(node.input) < 3 or node.input[2] not in constants:
+            continue
+        zero_point = numpy_helper.to_array(constants[node.input[2]])
+        if zero_point.dtype != np.int8:
+            problems.append(f"{node.name or node.output[0]}: {zero_point.dtype} activations")
+        elif np.any(zero_point != 0):
+            problems.append(f"{node.name or node.output[0]}: non-zero zero point")
+    return problems
+
+
 def _dims(shape: tuple[int, ...]) -> str:
     return "x".join(str(d) for d in shape)
 
@@ -200,7 +218,8 @@ def build_engine(onnx_path: str | Path, spec: EngineSpec, *, timing_cache: str |
     config.set_timing_cache(config.create_timing_cache(cache_bytes), False)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        raise FercompError(f"{onnx_path}: TensorRT could not build an engine; see the build log above")
+        errors = [line for line in log if line.startswith(("[ERROR]", "[INTERNAL_ERROR]"))][-3:]
+        raise FercompError(f"{onnx_path}: TensorRT could not build an engine: {' | '.join(errors) or 'no error logged'}")
     if cache_path is not None:
         from ..io import write_bytes
 

@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         x = rng.standard_normal((batch, c, h, w)).astype(np.float32)  # already preprocessed: time the engine
         stats = measure(lambda: model.infer(x), warmup=args.warmup, iters=args.iters, batch_size=batch)
         rows.append(make_row(
-            model=meta.get("model"), run=meta.get("source_run"), backend="tensorrt", precision=meta.get("precision"),
+            model=meta.get("model"), run=meta.get("run"), parent=meta.get("parent"), backend="tensorrt",
+            precision=meta.get("precision"),
             device=device, batch=batch, params=meta.get("params"), macs=meta.get("macs"),
             file_bytes=Path(args.engine).stat().st_size, sparsity=meta.get("sparsity"), accuracy=acc,
             macro_f1=f1, split=f"bundled test images (n={n})" if n else None,

@@ -23,6 +23,16 @@ H2D, D2H = 1, 2  # cudaMemcpyKind
 CUDART_NAMES = ("cudart", "libcudart.so", "libcudart.so.13", "libcudart.so.12", "libcudart.so.11.0")
 
 
+def _wheel_cudart() -> list[str]:
+    """libcudart from NVIDIA's pip wheels (nvidia-cuda-runtime-cu12/13), where pip-installed TensorRT finds it."""
+    import glob
+    import site
+
+    roots = site.getsitepackages() + [site.getusersitepackages()]
+    return sorted(p for root in roots for p in glob.glob(f"{root}/nvidia/cu*/lib/libcudart.so*")
+                  + glob.glob(f"{root}/nvidia/cuda_runtime/lib/libcudart.so*"))
+
+
 class CudaRuntime:
     """The few CUDA runtime calls inference needs: device buffers, one stream, async copies."""
 
@@ -34,7 +44,7 @@ class CudaRuntime:
     @staticmethod
     def _load(library: str | None):
         candidates = [library] if library else [os.environ.get("FERCOMP_CUDART")] + [
-            ctypes.util.find_library(n) or n for n in CUDART_NAMES] + ["/usr/local/cuda/lib64/libcudart.so"]
+            ctypes.util.find_library(n) or n for n in CUDART_NAMES] + ["/usr/local/cuda/lib64/libcudart.so"] + _wheel_cudart()
         for name in filter(None, candidates):
             try:
                 return ctypes.CDLL(name)
@@ -69,6 +79,11 @@ class CudaRuntime:
     @property
     def stream_handle(self) -> int:
         return int(self.stream.value or 0)
+
+    def close(self) -> None:
+        if self.stream.value:
+            self.lib.cudaStreamDestroy(self.stream)
+            self.stream = ctypes.c_void_p()
 
 
 class TrtModel:
@@ -109,14 +124,15 @@ class TrtModel:
         return ptr
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
-        if self.dynamic_batch:
-            self.context.set_input_shape(self.input_name, batch.shape)
+        if self.dynamic_batch and not self.context.set_input_shape(self.input_name, batch.shape):
+            raise RuntimeError(f"the engine rejected input shape {batch.shape} (outside its optimization profile)")
         out_shape = tuple(self.context.get_tensor_shape(self.output_name))
         output = np.empty(out_shape, dtype=np.float32)
         in_ptr = self._device_buffer(self.input_name, batch.nbytes)
         out_ptr = self._device_buffer(self.output_name, output.nbytes)
-        self.context.set_tensor_address(self.input_name, in_ptr)
-        self.context.set_tensor_address(self.output_name, out_ptr)
+        for name, ptr in ((self.input_name, in_ptr), (self.output_name, out_ptr)):
+            if not self.context.set_tensor_address(name, ptr):
+                raise RuntimeError(f"TensorRT refused the device address of {name}")
         self.cuda.copy_to_device(in_ptr, batch)
         if not self.context.execute_async_v3(self.cuda.stream_handle):
             raise RuntimeError("TensorRT execution failed")
@@ -141,6 +157,7 @@ class TrtModel:
         for ptr, _ in self._buffers.values():
             self.cuda.free(ptr)
         self._buffers.clear()
+        self.cuda.close()
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
