@@ -29,7 +29,8 @@ def describe(run: Run) -> str:
         return what + (" + distill" if p.get("distill") else "")
     if m["stage"] == "quantize":
         q = m["quantize"]
-        return f"INT8 {q['mode']}" + (f" ({q['epochs']} epochs)" if q["mode"] == "qat" else "")
+        encoding = q.get("activations", "").replace("per-tensor ", "")
+        return f"INT8 {q['mode']} {encoding}" + (f" ({q['epochs']} epochs)" if q["mode"] == "qat" else "")
     return f"train {m['metrics'].get('epochs_run')} epochs"
 
 

@@ -19,6 +19,7 @@ from .bench.run import run_bench
 from .compress import PruneConfig, prune_run
 from .compress.quantize import QuantizeConfig, quantize_run
 from .deploy.bundle import DeployConfig, deploy_run
+from .errors import ConfigError
 from .deploy.export import ExportConfig, export_run
 from .runs import Run
 from .train import TrainConfig, fit
@@ -62,6 +63,11 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> dict[str, Any]:
     synthetic = cfg.data in (None, "synthetic")
     out = Path(cfg.out)
     stages = []
+    finetune = cfg.finetune_epochs if cfg.finetune_epochs is not None else (SYNTHETIC_FINETUNE_EPOCHS if synthetic else 10)
+    if not 0 < cfg.prune_ratio < 1:  # checked before an hour of training, not after it
+        raise ConfigError(f"--prune-ratio must be in (0, 1), the fraction of channels removed (got {cfg.prune_ratio})")
+    if finetune < 0:
+        raise ConfigError(f"--finetune-epochs must be >= 0 (got {finetune})")
 
     t0 = time.perf_counter()
     trained = fit(
@@ -72,7 +78,6 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> dict[str, Any]:
     stages.append(_row("train", trained, time.perf_counter() - t0, "torch"))
 
     t0 = time.perf_counter()
-    finetune = cfg.finetune_epochs if cfg.finetune_epochs is not None else (SYNTHETIC_FINETUNE_EPOCHS if synthetic else 10)
     pruned = prune_run(PruneConfig(parent=str(trained.path), ratio=cfg.prune_ratio, finetune_epochs=finetune,
                                    distill=finetune > 0, threads=cfg.threads), progress=progress)
     stages.append(_row(f"prune {cfg.prune_ratio:g}", pruned, time.perf_counter() - t0, "torch"))

@@ -4,6 +4,6 @@ The code lives in the board runtime package so the Jetson bundle times engines e
 `fercomp bench` times every backend here.
 """
 
-from .deploy.board.timing import measure, summarize
+from .deploy.board.timing import measure, peak_rss_mb, summarize
 
-__all__ = ["measure", "summarize"]
+__all__ = ["measure", "peak_rss_mb", "summarize"]

@@ -146,3 +146,18 @@ def test_bench_cli_merge_and_mistakes(tmp_path, capsys):
 def test_row_format_rejects_unknown_fields():
     with pytest.raises(ValueError, match="unknown report fields"):
         make_row(run="a", latency=3)
+
+
+def test_a_workers_peak_memory_is_its_own():
+    """ru_maxrss survives exec (a worker would report its parent's peak); VmHWM does not."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from fercomp.timing import peak_rss_mb
+
+    ballast = np.ones(300 * 2**20 // 8)  # 300 MB in this (parent) process
+    child = subprocess.run([sys.executable, "-c", "from fercomp.deploy.board.timing import peak_rss_mb; "
+                            "print(peak_rss_mb())"], capture_output=True, text=True, check=True)
+    assert float(child.stdout) < peak_rss_mb() - 250 and ballast.sum() > 0

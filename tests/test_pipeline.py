@@ -32,3 +32,10 @@ def test_pipeline_runs_every_stage_end_to_end(capsys, tmp_path):
     bundle = out / f"{chain[1].name}-jetson.tar.gz"
     with tarfile.open(bundle) as tar:
         assert f"{chain[1].name}-jetson/build_engine.sh" in tar.getnames()
+
+
+def test_pipeline_rejects_a_bad_prune_ratio_before_training(capsys, tmp_path):
+    out = tmp_path / "pipe"
+    assert main(["pipeline", "--out", str(out), "--prune-ratio", "1.5", "--no-progress"]) == 2
+    assert "--prune-ratio" in capsys.readouterr().err
+    assert not out.exists()  # nothing was trained

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 from dataclasses import asdict, dataclass, replace
@@ -24,7 +23,7 @@ from ..deploy.board.report_format import make_row
 from ..deploy.runtime import ENGINE_FILE, load, preprocess
 from ..errors import ConfigError, FercompError
 from ..runs import MODEL_FILE, ONNX_FILE, Run
-from ..timing import measure
+from ..timing import measure, peak_rss_mb
 
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
 
@@ -104,10 +103,6 @@ def sparsity_of(run: Run) -> float | None:
         if value is not None:
             return value
     return None
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def device_for(backend: str, device: str) -> str:

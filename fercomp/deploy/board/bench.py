@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 from pathlib import Path
 
 import numpy as np
 
 from .board_info import device_info
 from .report_format import make_report, make_row
-from .timing import measure
+from .timing import measure, peak_rss_mb
 from .trt_runtime import TrtModel, load_metadata, preprocess, softmax
 
 
@@ -40,10 +39,6 @@ def accuracy(model: TrtModel, meta: dict, data: Path) -> tuple[float, float, int
         x, y = npz["x"], npz["y"].astype(np.int64)
     pred = softmax(model.infer(preprocess(x, meta))).argmax(1)
     return float((pred == y).mean()), macro_f1(y, pred, len(meta["class_names"])), int(len(y))
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
 
 
 def main(argv: list[str] | None = None) -> int:

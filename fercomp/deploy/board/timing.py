@@ -8,6 +8,24 @@ from typing import Callable
 import numpy as np
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory in MB.
+
+    Linux's VmHWM belongs to the current address space, so a freshly exec'd worker starts from
+    zero; getrusage's ru_maxrss survives execve and would report the parent's peak instead.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
 def summarize(samples_s: list[float] | np.ndarray, batch_size: int = 1) -> dict[str, float]:
     """p50 / p95 / p99 / mean latency in milliseconds and throughput in images per second."""
     ms = np.asarray(samples_s, dtype=np.float64) * 1000.0
