@@ -159,7 +159,9 @@ def plot_pareto(rows: list[dict], path: str | Path, batch: int = 1) -> bool:
     ax.set(xlabel=f"p50 latency at batch {batch} (ms, log scale)", ylabel="accuracy (%)",
            title="accuracy vs latency (marker area ~ parameters)")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    legend = ax.legend(fontsize=8)
+    for handle in legend.legend_handles[:len(colours)]:  # one marker size in the legend, not the first model's
+        handle.set_sizes([40])
     save_figure(path, fig)
     plt.close(fig)
     return True
