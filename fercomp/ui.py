@@ -16,7 +16,7 @@ from rich.progress import (
 
 # Progress and logs go to stderr so stdout stays clean for --json output.
 # Logs and CI are not terminals: give wide tables room there instead of rich's 80-column default.
-console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
+console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
 
 
 def make_progress(enabled: bool = True, *fields: str) -> Progress:

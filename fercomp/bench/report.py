@@ -200,7 +200,7 @@ def _device_of(report: dict) -> str:
     return rows[0].get("device") or (host.get("jetson") or {}).get("board") or host.get("cpu") or "unknown"
 
 
-TERMINAL = ("run", "backend", "prec", "batch", "acc", "p50 ms", "p95 ms", "img/s", "% peak")
+TERMINAL = ("run", "backend", "prec", "batch", "acc", "p50 ms", "img/s", "% peak")
 
 
 def terminal_table(report: dict):
@@ -214,10 +214,12 @@ def terminal_table(report: dict):
     keep = [headers.index(h) for h in TERMINAL]
     ratio_names = ("speed-up ×", "acc Δ pt")
     ratio_keep = [i for i, (h, _) in enumerate(RATIO_COLUMNS) if h in ratio_names]
-    devices = sorted({str(r.get("device")) for r in report["rows"]})
+    devices = sorted({str(r.get("device")) for r in report["rows"] if r.get("status") == "ok"})  # measured ones
     table = Table(title=f"fercomp bench — {', '.join(devices)}")
+    longest_run = max((len(str(r.get("run"))) for r in report["rows"]), default=3)
     for header in (["device"] if len(devices) > 1 else []) + list(TERMINAL) + list(ratio_names):
-        table.add_column(header, justify="left" if header in ("device", "run", "backend", "prec") else "right")
+        table.add_column(header, justify="left" if header in ("device", "run", "backend", "prec") else "right",
+                         min_width=min(longest_run, 40) if header == "run" else None)  # run names are the key
     notes = []
     for row in report["rows"]:
         if row.get("status") != "ok":
