@@ -26,3 +26,10 @@ class ModelError(FercompError):
 
 class RunError(FercompError):
     """A run folder is missing, incomplete, or of the wrong stage."""
+
+
+def require_at_least(*checks: tuple[str, float, float]) -> None:
+    """(flag, value, least) triples: the first value below its least is a ConfigError naming the flag."""
+    for flag, value, least in checks:
+        if value < least:
+            raise ConfigError(f"{flag} must be >= {least} (got {value})")

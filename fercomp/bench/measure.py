@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..compress.prune import recorded_sparsity
 from ..deploy.board.report_format import make_row
 from ..deploy.runtime import ENGINE_FILE, load, preprocess
 from ..errors import ConfigError, FercompError
@@ -96,15 +97,6 @@ def open_backend(run: Run, backend: str, cfg: BenchConfig):
         raise BackendUnavailable(str(exc)) from None  # e.g. an engine this TensorRT or GPU cannot load
 
 
-def sparsity_of(run: Run) -> float | None:
-    for r in reversed(run.lineage()):
-        prune = r.manifest.get("prune") or {}
-        value = prune.get("sparsity_after_finetune", prune.get("sparsity"))
-        if value is not None:
-            return value
-    return None
-
-
 def device_for(backend: str, device: str) -> str:
     """TensorRT rows ran on the GPU: label them with its name, never the CPU's."""
     if backend != "tensorrt":
@@ -125,7 +117,7 @@ def bench_run(path: str | Path, cfg: BenchConfig, device: str, images: np.ndarra
     parent = run.parent
     common = dict(model=run.manifest.get("model", {}).get("name"), run=run.name,
                   parent=parent.name if parent else None, device=device, threads=cfg.threads,
-                  params=run.manifest.get("params"), macs=run.manifest.get("macs"), sparsity=sparsity_of(run))
+                  params=run.manifest.get("params"), macs=run.manifest.get("macs"), sparsity=recorded_sparsity(run))
     rows = []
     for backend in cfg.backends:
         base = dict(common, backend=backend, precision=precision_of(run, backend), device=device_for(backend, device))

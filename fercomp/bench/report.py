@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..deploy.board.report_format import REPORT_SCHEMA
+from ..deploy.board.report_format import REPORT_SCHEMA, make_report
 from ..errors import ConfigError
 from .peak import efficiency
 
@@ -188,8 +188,8 @@ def merge_reports(reports: list[dict]) -> dict:
         hosts.update(report.get("hosts") or {_device_of(report): report.get("host", {})})
         peaks.update(report.get("peak") or {})
         roots.update(report.get("roots") or {})
-    merged = {"schema": REPORT_SCHEMA, "created": max(r.get("created", "") for r in reports), "hosts": hosts,
-              "peak": peaks, "roots": roots, "config": {"merged_from": len(reports)}, "rows": rows}
+    merged = make_report({}, rows, hosts=hosts, peak=peaks, roots=roots, config={"merged_from": len(reports)})
+    merged["created"] = max(r.get("created", "") for r in reports)  # when the newest figure was measured
     add_lineage_ratios(rows, roots)
     return merged
 

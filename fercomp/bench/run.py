@@ -6,7 +6,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ..deploy.board.report_format import REPORT_SCHEMA
+from ..deploy.board.report_format import make_report
 from ..errors import ConfigError
 from ..io import write_json, write_text
 from ..runs import Run
@@ -89,8 +89,8 @@ def run_bench(cfg: BenchConfig, out: str | Path, *, peak: bool = True, isolate: 
         rows.extend(bench_models(BenchConfig(**{**asdict(cfg), "models": [path]}), device, isolate=isolate))
     add_efficiency(rows, peaks)
     add_lineage_ratios(rows, roots)
-    report = {"schema": REPORT_SCHEMA, "created": _now(), "host": host, "hosts": {device: host}, "peak": peaks,
-              "roots": roots, "config": {k: v for k, v in asdict(cfg).items() if k != "models"}, "rows": rows}
+    report = make_report(host, rows, hosts={device: host}, peak=peaks, roots=roots,
+                         config={k: v for k, v in asdict(cfg).items() if k != "models"})
     report["files"] = write_report(report, Path(out))
     return report
 
@@ -101,9 +101,3 @@ def merge(paths: list[str], out: str | Path) -> dict[str, Any]:
     report = merge_reports([load_report(p) for p in paths])
     report["files"] = write_report(report, Path(out))
     return report
-
-
-def _now() -> str:
-    from datetime import datetime, timezone
-
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")

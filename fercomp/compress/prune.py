@@ -27,6 +27,25 @@ from .sparsity import PATTERNS, apply_2to4, global_magnitude_prune, is_2to4, lay
 from .structured import IMPORTANCE_CRITERIA, prune_channels
 
 PRUNED_FILE = "pruned.pt"
+
+
+def is_2to4_run(run: Run) -> bool:
+    """Was this run (or, for an INT8 run, its float parent) pruned to the 2:4 pattern?"""
+    for r in (run, run.parent if run.stage == "quantize" else None):
+        prune = (r.manifest.get("prune") or {}) if r else {}
+        if prune.get("pattern") == "2:4" or prune.get("method") == "semi-structured 2:4":
+            return True
+    return False
+
+
+def recorded_sparsity(run: Run) -> float | None:
+    """Fraction of zero weights recorded by the nearest unstructured / 2:4 prune in the run's lineage."""
+    for r in reversed(run.lineage()):
+        prune = r.manifest.get("prune") or {}
+        value = prune.get("sparsity_after_finetune", prune.get("sparsity"))
+        if value is not None:
+            return value
+    return None
 TAYLOR_BATCHES = 8
 FINETUNE_LR_FACTOR = 0.1  # fine-tuning starts at a tenth of the parent's peak lr unless --lr says otherwise
 

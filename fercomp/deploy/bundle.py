@@ -22,11 +22,12 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..errors import ConfigError
+from ..errors import ConfigError, require_at_least
 from ..io import atomic_path, sha256_file
 from ..runs import ONNX_FILE, Run
 from ..ui import console
-from .export import EXPORT_REPORT, ExportConfig, engine_spec, export_run, is_2to4_run, require_tensorrt_int8
+from ..compress.prune import is_2to4_run, recorded_sparsity
+from .export import EXPORT_REPORT, ExportConfig, engine_spec, export_run, held_out_split, require_tensorrt_int8
 from .onnx_export import read_metadata
 from .tensorrt import PRECISIONS, trtexec_command
 
@@ -56,10 +57,8 @@ class DeployConfig:
             raise ConfigError(f"--out must name a .tar.gz file (got {self.out!r})")
         if self.precision is not None and self.precision not in PRECISIONS:
             raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)} (got {self.precision!r})")
-        for flag, value, least in (("--max-batch", self.max_batch, 1), ("--opt-batch", self.opt_batch, 1),
-                                   ("--workspace", self.workspace_mib, 16)):
-            if value < least:
-                raise ConfigError(f"{flag} must be >= {least} (got {value})")
+        require_at_least(("--max-batch", self.max_batch, 1), ("--opt-batch", self.opt_batch, 1),
+                         ("--workspace", self.workspace_mib, 16))
 
     def resolved_precision(self, run: Run) -> str:
         """The engine precision for this run; refuses combinations TensorRT cannot build."""
@@ -139,16 +138,11 @@ The output is logits; softmax gives probabilities. Check files with `sha256sum -
 """
 
 
-def _sparsity(run: Run) -> float | None:
-    prune = run.manifest.get("prune") or {}
-    return prune.get("sparsity_after_finetune", prune.get("sparsity"))
-
-
 def _board_meta(run: Run, onnx_path: Path, precision: str, sparse: bool, spec) -> dict[str, Any]:
     lineage_root = run.lineage()[0]
     return {**read_metadata(onnx_path), "precision": precision, "sparse": sparse,
             "params": run.manifest.get("params"), "macs": run.manifest.get("macs"),
-            "sparsity": _sparsity(run),
+            "sparsity": recorded_sparsity(run),
             "run": run.name, "parent": run.parent.name if run.parent else None,
             "source_run": str(run.path.resolve()), "root_run": lineage_root.name,
             "input_name": spec.input_name, "profile": spec.profile(), "parity": run.manifest.get("export", {}).get("parity"),
@@ -156,13 +150,9 @@ def _board_meta(run: Run, onnx_path: Path, precision: str, sparse: bool, spec) -
 
 
 def _test_images_npz(run: Run) -> bytes:
-    from ..train.evaluate import data_for_run
-
-    data = data_for_run(run, None)
-    split = "test" if "test" in data.splits and len(data.splits["test"]) else "val"
+    split, class_names, _ = held_out_split(run)
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, x=data.split(split).x, y=data.split(split).y,
-                        class_names=np.array(data.class_names))
+    np.savez_compressed(buffer, x=split.x, y=split.y, class_names=np.array(class_names))
     return buffer.getvalue()
 
 

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import onnx
 
-from ..errors import ConfigError, FercompError, RunError
+from ..compress.prune import is_2to4_run
+from ..errors import ConfigError, FercompError, RunError, require_at_least
 from ..io import atomic_path, sha256_file, write_json, write_text
 from ..runs import ONNX_FILE, Run
 from ..ui import console
@@ -54,10 +55,8 @@ class ExportConfig:
     threads: int | None = None
 
     def validate(self) -> None:
-        for flag, value, least in (("--max-batch", self.max_batch, 1), ("--opt-batch", self.opt_batch, 1),
-                                   ("--batch", self.static_batch, 1), ("--workspace", self.workspace_mib, 16)):
-            if value < least:
-                raise ConfigError(f"{flag} must be >= {least} (got {value})")
+        require_at_least(("--max-batch", self.max_batch, 1), ("--opt-batch", self.opt_batch, 1),
+                         ("--batch", self.static_batch, 1), ("--workspace", self.workspace_mib, 16))
         if self.precision is not None and self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)} (got {self.precision!r})")
         if not self.trt and (self.precision is not None or self.sparse):
@@ -66,19 +65,6 @@ class ExportConfig:
             raise ConfigError(f"--opset must be between 7 and 23 (got {self.opset})")
         if self.parity_images is not None and self.parity_images < 1:
             raise ConfigError(f"--parity-images must be >= 1 (got {self.parity_images})")
-
-
-def has_qdq(path: str | Path) -> bool:
-    return any(n.op_type == "QuantizeLinear" for n in onnx.load(str(path), load_external_data=False).graph.node)
-
-
-def is_2to4_run(run: Run) -> bool:
-    """Was this run (or, for an INT8 run, its float parent) pruned to the 2:4 pattern?"""
-    for r in (run, run.parent if run.stage == "quantize" else None):
-        prune = (r.manifest.get("prune") or {}) if r else {}
-        if prune.get("pattern") == "2:4" or prune.get("method") == "semi-structured 2:4":
-            return True
-    return False
 
 
 def parity(reference, candidate, images: np.ndarray) -> dict[str, Any]:
@@ -95,14 +81,21 @@ def parity(reference, candidate, images: np.ndarray) -> dict[str, Any]:
     }
 
 
-def parity_images(run: Run, limit: int | None) -> tuple[np.ndarray, str]:
-    """Real images to compare on: the run's own test split (FER2013 PrivateTest for FER2013 runs)."""
+def held_out_split(run: Run):
+    """The run's own held-out images: its test split (FER2013 PrivateTest), or val when it has none.
+
+    Returns (split, class names, "source split") — what export checks parity on and deploy ships."""
     from ..train.evaluate import data_for_run
 
     data = data_for_run(run, None)
-    split = "test" if "test" in data.splits and len(data.splits["test"]) else "val"
-    x = data.split(split).x
-    return (x[:limit] if limit else x), f"{data.source} {split}"
+    name = "test" if "test" in data.splits and len(data.splits["test"]) else "val"
+    return data.split(name), data.class_names, f"{data.source} {name}"
+
+
+def parity_images(run: Run, limit: int | None) -> tuple[np.ndarray, str]:
+    """Real images to compare on, the first `limit` of them when given."""
+    split, _, where = held_out_split(run)
+    return (split.x[:limit] if limit else split.x), where
 
 
 def _float_reference(run: Run) -> tuple[Run, TorchPredictor]:
