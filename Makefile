@@ -10,9 +10,11 @@ STAMP := $(VENV)/.fercomp-deps
 
 .PHONY: demo test install
 
+# --no-deps: the lock is a full freeze, and grad-cam's metadata asks for opencv-python,
+# which would clash with the headless OpenCV pinned here.
 $(STAMP): $(LOCK)
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install -q -r $(LOCK)
+	$(VENV)/bin/python -m pip install -q --no-deps -r $(LOCK)
 	touch $(STAMP)
 
 install: $(STAMP)

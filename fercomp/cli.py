@@ -89,8 +89,12 @@ def train(
     pretrained: bool = typer.Option(False, "--pretrained", help="ImageNet weights from the local torchvision cache"),
     weights: Optional[str] = typer.Option(None, help="initial weights file (state dict) for transfer models"),
     freeze: int = typer.Option(0, help="freeze the first N stages of a transfer model"),
+    head_epochs: int = typer.Option(0, help="two-phase transfer: train only the head for N epochs, then unfreeze"),
+    unfreeze: Optional[int] = typer.Option(None, help="two-phase: stages to unfreeze after the head phase (default all)"),
+    finetune_lr: Optional[float] = typer.Option(None, help="two-phase: peak lr after the head phase (default lr/10)"),
     val_fraction: float = typer.Option(0.1, help="validation carved from train when the source has none"),
     synthetic_per_class: int = typer.Option(300, help="synthetic faces per class"),
+    extra_data: Optional[str] = typer.Option(None, help="more train images, e.g. `fercomp gan sample` output (never in val/test)"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Train a model into a run folder (checkpointed every epoch, resumable)."""
@@ -110,6 +114,7 @@ def train(
         weight_decay=weight_decay, label_smoothing=label_smoothing, augment=augment,
         warmup_epochs=warmup_epochs, class_weights=class_weights, balanced_sampler=balanced_sampler,
         early_stop=early_stop, seed=seed, threads=threads, out=out, channels_last=channels_last,
+        extra_data=extra_data, head_epochs=head_epochs, unfreeze=unfreeze, finetune_lr=finetune_lr,
     )
     try:
         stage = _resumable_stage(resume) if resume else None
@@ -535,6 +540,11 @@ def predict(
     console.print(f"predictions: {summary['csv']}", soft_wrap=True, highlight=False)
     if summary["annotated_dir"] and summary["annotated"]:
         console.print(f"annotated:   {summary['annotated_dir']}", soft_wrap=True, highlight=False)
+
+
+from .cli_gan import gan_app  # noqa: E402  (sub-commands defined after `app` exists)
+
+app.add_typer(gan_app, name="gan")
 
 
 def _version_callback(value: bool) -> None:

@@ -102,10 +102,15 @@ class GrayscaleTransferNet(nn.Module):
             if isinstance(module, (nn.ReLU, nn.ReLU6)):
                 module.inplace = False
         self.backbone.set_submodule(self.spec.stem_conv, _grayscale_stem(backbone.get_submodule(self.spec.stem_conv)))
-        self.frozen_stages = freeze
-        for index in range(freeze):
+        self.set_frozen_stages(freeze)
+
+    def set_frozen_stages(self, count: int) -> None:
+        """Freeze the first `count` stages and let the others train (two-phase fine-tuning moves this)."""
+        self.frozen_stages = count
+        for index in range(self.num_stages):
             for module in self.stage_modules(index):
-                module.requires_grad_(False)
+                module.requires_grad_(index >= count)
+        self.train(self.training)  # frozen stages' BatchNorm back to eval, unfrozen ones to train
 
     @property
     def num_stages(self) -> int:

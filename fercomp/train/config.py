@@ -37,6 +37,7 @@ class TrainConfig:
     ferplus_csv: str | None = None
     val_fraction: float = 0.1
     synthetic_per_class: int = 300
+    extra_data: str | None = None  # more train images (e.g. GAN samples); never in val or test
 
     epochs: int | None = None
     batch_size: int | None = None
@@ -51,6 +52,13 @@ class TrainConfig:
     class_weights: bool = False
     balanced_sampler: bool = False
     early_stop: int | None = None  # patience in epochs on val accuracy; None = off
+
+    # Two-phase transfer learning (torchvision models): the first head_epochs train only the new
+    # head with the backbone frozen; then the last `unfreeze` stages (None = all) train too, with
+    # their own warm-up-free schedule peaking at finetune_lr (default lr / 10).
+    head_epochs: int = 0
+    unfreeze: int | None = None
+    finetune_lr: float | None = None
 
     # Later stages: start from a checkpoint (e.g. a pruned model), distil from a teacher run,
     # keep weights that are exactly zero at the start at zero (unstructured / 2:4 sparsity).
@@ -74,9 +82,11 @@ class TrainConfig:
             if values[key] is None:
                 values[key] = model_defaults.get(key, default)
         # Later stages run from other working directories: keep file paths absolute.
-        for key in ("data", "ferplus_csv", "init_from", "distill_from"):
+        for key in ("data", "ferplus_csv", "init_from", "distill_from", "extra_data"):
             if values[key] and values[key] != "synthetic" and Path(values[key]).exists():
                 values[key] = str(Path(values[key]).resolve())
+        if values["head_epochs"] and values["finetune_lr"] is None:
+            values["finetune_lr"] = values["lr"] / 10
         cfg = TrainConfig(**values)
         cfg.validate()
         return cfg
@@ -98,6 +108,12 @@ class TrainConfig:
         )
         need(self.warmup_epochs is None or self.warmup_epochs >= 0, "--warmup-epochs", ">= 0", self.warmup_epochs)
         need(self.early_stop is None or self.early_stop >= 1, "--early-stop", ">= 1 epoch", self.early_stop)
+        need(self.head_epochs >= 0, "--head-epochs", ">= 0", self.head_epochs)
+        need(self.epochs is None or self.head_epochs < self.epochs, "--head-epochs", "less than --epochs", self.head_epochs)
+        need(self.unfreeze is None or self.unfreeze >= 1, "--unfreeze", ">= 1 stage", self.unfreeze)
+        need(self.finetune_lr is None or self.finetune_lr > 0, "--finetune-lr", "> 0", self.finetune_lr)
+        if (self.unfreeze is not None or self.finetune_lr is not None) and not self.head_epochs:
+            raise ConfigError("--unfreeze and --finetune-lr belong to two-phase training; set --head-epochs N too")
         need(0 < self.val_fraction < 0.5, "--val-fraction", "in (0, 0.5)", self.val_fraction)
         need(self.synthetic_per_class >= 10, "--synthetic-per-class", ">= 10", self.synthetic_per_class)
         need(self.threads is None or self.threads >= 1, "--threads", ">= 1", self.threads)

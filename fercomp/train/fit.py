@@ -14,6 +14,7 @@ import contextlib
 import json
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,12 +23,14 @@ import torch
 import torch.nn.functional as F
 
 from ..data import Augmenter, FerData, balanced_sampler_indices, class_weights, load_data
+from ..data.extra import load_extra, with_extra
 from ..errors import ConfigError, RunError
 from ..io import save_torch, write_text
 from ..models import count_macs, count_params, create, fit_to_state_dict
 from ..runs import DEFAULT_NORMALIZATION, RESUME_FILE, Run, load_checkpoint, model_spec
 from ..ui import console, make_progress
 from .config import TrainConfig
+from .phases import check_two_phase, frozen_stages, in_head_phase
 from .evaluate import evaluate_model, write_evaluation
 from .losses import distillation_loss
 from .plots import plot_curves
@@ -58,7 +61,17 @@ def default_run_path(model: str, root: str | Path = "artifacts") -> Path:
 
 
 def learning_rate(cfg: TrainConfig, step: int, total_steps: int, steps_per_epoch: int, plateau_scale: float) -> float:
-    """The lr for a global step: linear warm-up, then the chosen schedule."""
+    """The lr for a global step: linear warm-up, then the chosen schedule.
+
+    Two-phase training runs the schedule twice: over the head phase with `lr` (and warm-up),
+    then over the fine-tuning phase from `finetune_lr`, without warm-up.
+    """
+    if cfg.head_epochs:
+        head_steps = cfg.head_epochs * steps_per_epoch
+        if in_head_phase(cfg, step, steps_per_epoch):
+            return learning_rate(replace(cfg, head_epochs=0), step, head_steps, steps_per_epoch, plateau_scale)
+        tuning = replace(cfg, head_epochs=0, lr=cfg.finetune_lr, warmup_epochs=0)
+        return learning_rate(tuning, step - head_steps, total_steps - head_steps, steps_per_epoch, plateau_scale)
     warmup = cfg.warmup_epochs * steps_per_epoch
     if step < warmup:
         return cfg.lr * (step + 1) / warmup
@@ -73,7 +86,9 @@ def learning_rate(cfg: TrainConfig, step: int, total_steps: int, steps_per_epoch
 
 
 def make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
+    # Two-phase training unfreezes stages later: give the optimizer every parameter now (those
+    # without gradients are skipped by the optimizer, weight decay included).
+    params = [p for p in model.parameters() if p.requires_grad or cfg.head_epochs]
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0, weight_decay=cfg.weight_decay)
@@ -141,6 +156,12 @@ def fit(
     if resume is not None:
         _require_same_data(run, data)
     train, val = data.split("train"), data.split("val")
+    extra_meta = None
+    if cfg.extra_data:
+        extra, extra_meta = load_extra(cfg.extra_data, data.class_names)
+        if resume is not None:
+            _require_same_extra(run, extra_meta)
+        train = with_extra(train, extra, data.num_classes)
     torch.manual_seed(cfg.seed)
     if cfg.init_from:
         model, init_spec = load_model_from(cfg.init_from)
@@ -157,6 +178,9 @@ def fit(
         fit_to_state_dict(model, ckpt["model"])
     teacher = load_model_from(cfg.distill_from)[0].eval() if cfg.distill_from else None
     cfg = cfg.resolved(getattr(model, "default_cfg", {}))
+    check_two_phase(cfg, model)
+    if cfg.head_epochs:  # before the optimizer: phase 1's frozen stages
+        model.set_frozen_stages(frozen_stages(cfg, model, state_epoch(ckpt) + 1))
     norm = dict(DEFAULT_NORMALIZATION)
     spec = model_spec(model_name, model_kwargs, data.class_names, model, norm)
     augment = Augmenter(cfg.augment)
@@ -168,7 +192,8 @@ def fit(
 
     fields = dict(
         config=cfg.to_dict(),
-        data={"source": data.source, **data.meta, "sizes": {k: len(v) for k, v in data.splits.items()}},
+        data={"source": data.source, **data.meta, "sizes": {k: len(v) for k, v in data.splits.items()},
+              **({"extra": extra_meta} if extra_meta else {})},
         model=spec,
         params=float_params,
         macs=float_macs,
@@ -207,6 +232,8 @@ def fit(
                 if cfg.early_stop and state["bad_epochs"] >= cfg.early_stop:
                     break  # early-stopped before an interruption: a resume must not train on
                 task = bar.add_task(f"epoch {epoch}/{cfg.epochs}", total=steps_per_epoch, loss=0.0, acc=0.0, ips=0.0)
+                if cfg.head_epochs:
+                    model.set_frozen_stages(frozen_stages(cfg, model, epoch))
                 model.train()
                 recipe.on_epoch_start(model, epoch)
                 if cfg.balanced_sampler:
@@ -260,6 +287,7 @@ def fit(
                     "epoch_s": train_s,
                     "data_s": data_s,
                     "images_per_s": seen / train_s,
+                    **({"frozen_stages": model.frozen_stages} if cfg.head_epochs else {}),
                 }
                 state["history"].append(record)
                 state["epoch"] = epoch
@@ -293,6 +321,11 @@ def fit(
     return recipe.finish(run, cfg, data, state, model)
 
 
+def state_epoch(ckpt: dict | None) -> int:
+    """Epochs a resume checkpoint has done (0 for a fresh run)."""
+    return ckpt["state"]["epoch"] if ckpt is not None else 0
+
+
 def _require_same_data(run: Run, data) -> None:
     """A resumed run must see the data it started with: a changed file would silently mix two data sets."""
     recorded = (run.manifest.get("data") or {}).get("sha256")
@@ -300,6 +333,13 @@ def _require_same_data(run: Run, data) -> None:
     if recorded and current and recorded != current:
         raise RunError(f"{run.path}: its data {data.source} changed since the run started "
                        f"(sha256 {recorded[:12]}... now {current[:12]}...); restore it or start a new run")
+
+
+def _require_same_extra(run: Run, extra_meta: dict) -> None:
+    recorded = ((run.manifest.get("data") or {}).get("extra") or {}).get("sha256")
+    if recorded and recorded != extra_meta["sha256"]:
+        raise RunError(f"{run.path}: its --extra-data {extra_meta['path']} changed since the run started; "
+                       "restore it or start a new run")
 
 
 def _load_resume_state(run: Run) -> dict:
