@@ -544,10 +544,12 @@ def predict(
 
 from .cli_gan import gan_app  # noqa: E402  (sub-commands defined after `app` exists)
 
+from .cli_explain import explain_cmd  # noqa: E402
 from .cli_search import search_cmd  # noqa: E402
 
 app.add_typer(gan_app, name="gan")
 app.command("search")(search_cmd)
+app.command("explain")(explain_cmd)
 
 
 def _version_callback(value: bool) -> None:

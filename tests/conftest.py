@@ -30,3 +30,15 @@ def ferplus_csv() -> Path:
     if not path.exists():
         pytest.skip(f"FER+ votes not found at {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def trained_synthetic(tmp_path_factory):
+    """A separable_cnn that learned the synthetic faces (shared: quantization and explanation tests)."""
+    from fercomp.train import TrainConfig, fit
+
+    root = tmp_path_factory.mktemp("trained")
+    run = fit(TrainConfig(model="separable_cnn", synthetic_per_class=300, epochs=8, out=str(root / "base")),
+              progress=False)
+    assert run.manifest["metrics"]["test_acc"] > 0.85  # a model that learned, so agreement means something
+    return run

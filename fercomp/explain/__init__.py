@@ -1,0 +1,1 @@
+"""Explanations (documents 002, 003): Grad-CAM, Grad-CAM++, guided backpropagation, guided Grad-CAM."""
