@@ -42,6 +42,8 @@ def save_image_grid(
             axes[r][0].set_ylabel(row_labels[r], fontsize=8, rotation=0, ha="right", va="center")
     if suptitle:
         fig.suptitle(suptitle, fontsize=9)
-    fig.tight_layout(pad=0.3)
+    # Leave the suptitle its own band above the top row.
+    fig.tight_layout(pad=0.3, h_pad=0.9 if titles is not None else None,
+                     rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()) if suptitle else None)
     save_figure(path, fig)
     plt.close(fig)

@@ -111,6 +111,18 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     return model, spec
 
 
+def load_state_file(path: str | Path, fmt: str, what: str) -> dict[str, Any]:
+    """A weights-only torch file whose "format" field is `fmt`, or a RunError naming the file."""
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt or foreign file: say which file
+        raise RunError(f"{path}: unreadable {what} ({exc.__class__.__name__})") from exc
+    if not isinstance(state, dict) or state.get("format") != fmt:
+        raise RunError(f"{path}: not a {what} (expected format {fmt})")
+    return state
+
+
 class Run:
     """A run folder on disk and its manifest."""
 
@@ -180,6 +192,14 @@ class Run:
             chain.append(run)
             run = run.parent
         return chain[::-1]
+
+    def require_resumable(self) -> "Run":
+        """An unfinished run with a resume checkpoint (what every `--resume` needs)."""
+        if self.manifest.get("status") == "complete":
+            raise RunError(f"{self.path}: this run already finished; nothing to resume")
+        if not (self.path / RESUME_FILE).exists():
+            raise RunError(f"{self.path}: no {RESUME_FILE} to resume from (the run stopped before its first epoch ended)")
+        return self
 
     def require_complete(self) -> "Run":
         """A parent must be finished: a running or interrupted run's model.pt can still change."""

@@ -79,7 +79,7 @@ def overlay(face: np.ndarray, heatmap: np.ndarray | None, guided: np.ndarray | N
 
 
 def explain_sources(cfg: ExplainConfig, progress: bool = True) -> dict:
-    from ..train.fit import load_model_from
+    from ..train.fit import default_run_path, load_model_from
 
     if cfg.method not in METHODS:
         raise ConfigError(f"--method must be one of {', '.join(METHODS)} (got {cfg.method!r})")
@@ -95,7 +95,7 @@ def explain_sources(cfg: ExplainConfig, progress: bool = True) -> dict:
         raise ConfigError(f"{not_images[0]}: explain takes image files and folders, not videos or webcams")
     example = torch.from_numpy(preprocess(np.zeros((1, *input_size), np.uint8), spec))
     layer_name, layer = target_layer(model, example, cfg.layer)
-    out = Path(cfg.out) if cfg.out else _default_out(Path(cfg.run).name, cfg.method)
+    out = Path(cfg.out) if cfg.out else default_run_path(f"{Path(cfg.run).name}-{cfg.method}", "artifacts/explain")
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"--out {out}: folder exists and is not empty; choose another")
 
@@ -167,10 +167,3 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
         writer.writeheader()
         for row in rows:
             writer.writerow({key: row.get(key, "") for key in fields})
-
-
-def _default_out(run_name: str, method: str, root: Path = Path("artifacts/explain")) -> Path:
-    path, n = root / f"{run_name}-{method}", 2
-    while path.exists():
-        path, n = root / f"{run_name}-{method}-{n}", n + 1
-    return path

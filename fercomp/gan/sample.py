@@ -14,7 +14,7 @@ import torch
 
 from ..errors import ConfigError, RunError
 from ..io import atomic_path
-from ..runs import Run
+from ..runs import Run, load_state_file
 from .nets import Generator
 from .train import GAN_STAGE, GENERATOR_FILE, GENERATOR_FORMAT, to_uint8
 
@@ -29,12 +29,7 @@ def load_generator(path: str | Path) -> tuple[Generator, dict]:
         path = path / GENERATOR_FILE
     if not path.is_file():
         raise RunError(f"{path}: no generator yet (the GAN run has not finished an epoch)")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise RunError(f"{path}: unreadable generator checkpoint ({exc.__class__.__name__})") from exc
-    if not isinstance(ckpt, dict) or ckpt.get("format") != GENERATOR_FORMAT:
-        raise RunError(f"{path}: not a fercomp generator (expected format {GENERATOR_FORMAT})")
+    ckpt = load_state_file(path, GENERATOR_FORMAT, "fercomp generator")
     spec = ckpt["spec"]
     gen = Generator(spec["num_classes"], spec["z_dim"], spec["width"])
     gen.load_state_dict(ckpt["state_dict"])

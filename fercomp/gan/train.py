@@ -23,7 +23,8 @@ from ..data import load_data
 from ..errors import ConfigError, RunError
 from ..imagegrid import save_image_grid
 from ..io import save_torch, write_text
-from ..runs import RESUME_FILE, Run, removed_on_failure
+from ..runs import RESUME_FILE, Run, load_state_file, removed_on_failure
+from ..train.fit import default_run_path
 from ..ui import console, make_progress
 from .nets import Discriminator, Generator
 
@@ -94,10 +95,7 @@ def train_gan(
         run = Run.load(resume)
         if run.stage != GAN_STAGE:
             raise RunError(f"{run.path}: a {run.stage} run, not a GAN run; resume it with `fercomp train --resume`")
-        if run.manifest.get("status") == "complete":
-            raise RunError(f"{run.path}: this GAN run already finished; nothing to resume")
-        if not (run.path / RESUME_FILE).exists():
-            raise RunError(f"{run.path}: no {RESUME_FILE} to resume from (stopped before its first epoch ended)")
+        run.require_resumable()
         cfg = GanConfig.from_dict(run.manifest["config"])
     cfg.validate()
     if cfg.threads:
@@ -121,7 +119,7 @@ def train_gan(
     spec = generator_spec(cfg, data.class_names)
 
     if run is None:
-        out = Path(cfg.out) if cfg.out else _default_path()
+        out = Path(cfg.out) if cfg.out else default_run_path("gan")
         run = Run.create(
             out, stage=GAN_STAGE, config=asdict(cfg), generator=spec,
             data={"source": data.source, **data.meta, "sizes": {k: len(v) for k, v in data.splits.items()}},
@@ -226,22 +224,8 @@ def _interrupted_marks(run: Run):
         raise
 
 
-def _default_path(root: str | Path = "artifacts") -> Path:
-    path, n = Path(root) / "gan", 2
-    while path.exists():
-        path, n = Path(root) / f"gan-{n}", n + 1
-    return path
-
-
 def _load_resume(run: Run) -> dict:
-    path = run.path / RESUME_FILE
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise RunError(f"{path}: unreadable resume checkpoint ({exc.__class__.__name__})") from exc
-    if not isinstance(ckpt, dict) or ckpt.get("format") != RESUME_FORMAT:
-        raise RunError(f"{path}: not a fercomp GAN resume checkpoint")
-    return ckpt
+    return load_state_file(run.path / RESUME_FILE, RESUME_FORMAT, "fercomp GAN resume checkpoint")
 
 
 def _save_epoch(run, cfg, spec, gen, disc, opt_g, opt_d, data_rng, state, grid_z, grid_labels, class_names) -> None:

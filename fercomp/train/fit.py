@@ -27,7 +27,7 @@ from ..data.extra import load_extra, with_extra
 from ..errors import ConfigError, RunError
 from ..io import save_torch, write_text
 from ..models import count_macs, count_params, create, fit_to_state_dict
-from ..runs import DEFAULT_NORMALIZATION, RESUME_FILE, Run, load_checkpoint, model_spec
+from ..runs import DEFAULT_NORMALIZATION, RESUME_FILE, Run, load_checkpoint, load_state_file, model_spec
 from ..ui import console, make_progress
 from .config import TrainConfig
 from .phases import check_two_phase, frozen_stages, in_head_phase
@@ -142,10 +142,7 @@ def fit(
         run = Run.load(resume)
         if "config" not in run.manifest:
             raise RunError(f"{run.path}: this run did not train, so there is nothing to resume")
-        if run.manifest.get("status") == "complete":
-            raise RunError(f"{run.path}: this run already finished; nothing to resume")
-        if not (run.path / RESUME_FILE).exists():
-            raise RunError(f"{run.path}: no {RESUME_FILE} to resume from (the run stopped before its first epoch ended)")
+        run.require_resumable()
         cfg = TrainConfig.from_dict(run.manifest["config"])
     cfg.validate()
     if cfg.threads:
@@ -343,14 +340,7 @@ def _require_same_extra(run: Run, extra_meta: dict) -> None:
 
 
 def _load_resume_state(run: Run) -> dict:
-    path = run.path / RESUME_FILE
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise RunError(f"{path}: unreadable resume checkpoint ({exc.__class__.__name__})") from exc
-    if not isinstance(ckpt, dict) or ckpt.get("format") != RESUME_FORMAT:
-        raise RunError(f"{path}: not a fercomp resume checkpoint")
-    return ckpt
+    return load_state_file(run.path / RESUME_FILE, RESUME_FORMAT, "fercomp resume checkpoint")
 
 
 def sparsity_masks(model: torch.nn.Module) -> dict[torch.nn.Parameter, torch.Tensor]:
