@@ -84,6 +84,7 @@ def explanations(root: Path) -> dict:
     from fercomp.data import load_data
     from fercomp.deploy.runtime import preprocess
     from fercomp.explain.cam import explain_batch, target_layer
+    from fercomp.explain.explain import overlay
     from fercomp.imagegrid import save_image_grid
     from fercomp.runs import Run
 
@@ -114,11 +115,14 @@ def explanations(root: Path) -> dict:
             pred.append(result.targets)
         heat, pred = np.concatenate(heat), np.concatenate(pred)
         names = spec["class_names"]
-        means = np.stack([heat[pred == c].mean(0) if (pred == c).any() else np.zeros((48, 48)) for c in range(7)])
-        mean_face = np.stack([test.x[pred == c].mean(0) / 255.0 if (pred == c).any() else np.zeros((48, 48)) for c in range(7)])
-        save_image_grid(np.stack([mean_face, means]), RESULTS / f"explain_{run_name}_mean_gradcam.png",
+        present = [c for c in range(7) if (pred == c).any()]
+        mean_faces = [test.x[pred == c].mean(0).round().astype(np.uint8) for c in present]
+        means = [heat[pred == c].mean(0) for c in present]
+        pictures = [overlay(f, m / max(m.max(), 1e-12), None) for f, m in zip(mean_faces, means)]
+        faces_rgb = [np.repeat(f[..., None], 3, axis=2) for f in mean_faces]
+        save_image_grid(np.stack([faces_rgb, pictures]), RESULTS / f"explain_{run_name}_mean_gradcam.png",
                         row_labels=["mean face", "mean Grad-CAM"],
-                        titles=[[f"{n} (n={(pred == c).sum()})" for c, n in enumerate(names)], [""] * 7],
+                        titles=[[f"{names[c]} (n={(pred == c).sum()})" for c in present], [""] * len(present)],
                         suptitle=f"{run_name}: PrivateTest by predicted class, Grad-CAM at '{name}'")
         # Where the heat lies: upper half (eyes, brows) vs lower half (nose, mouth), per predicted class.
         upper = heat[:, :24].sum((1, 2)) / np.maximum(heat.sum((1, 2)), 1e-12)

@@ -102,3 +102,15 @@ def test_classifier_score_and_frechet_distance():
     assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
     shifted = frechet_distance(a, a + 3.0)
     assert shifted == pytest.approx(4 * 9.0, rel=1e-6)  # |mean shift|^2 over 4 dims, same covariance
+
+
+def test_extra_images_get_one_hot_soft_targets():
+    from fercomp.data import Split
+    from fercomp.data.extra import with_extra
+
+    soft = np.full((2, 7), 1 / 7, np.float32)
+    train = Split(np.zeros((2, 48, 48), np.uint8), np.array([0, 1]), soft)
+    merged = with_extra(train, Split(np.ones((3, 48, 48), np.uint8), np.array([4, 5, 6])), 7)
+    assert merged.y.tolist() == [0, 1, 4, 5, 6]
+    assert np.array_equal(merged.soft[2:], np.eye(7, dtype=np.float32)[[4, 5, 6]])
+    assert np.array_equal(merged.soft[:2], soft)
