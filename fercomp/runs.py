@@ -96,12 +96,7 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         raise RunError(f"{path}: no such checkpoint")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt or foreign file: say which file
-        raise RunError(f"{path}: not a readable fercomp checkpoint ({exc.__class__.__name__})") from exc
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise RunError(f"{path}: not a fercomp checkpoint (expected format {CHECKPOINT_FORMAT})")
+    ckpt = load_state_file(path, CHECKPOINT_FORMAT, "fercomp checkpoint")
     spec = ckpt["spec"]
     if spec["name"] == ENSEMBLE:  # members are rebuilt one by one, each to its own (maybe pruned) widths
         return build_ensemble(spec["kwargs"], ckpt["state_dict"]), spec
