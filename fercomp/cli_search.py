@@ -56,9 +56,9 @@ def search_cmd(
     for col in ("trial", *keys, "state", "epochs", "val acc", "test acc"):
         table.add_column(col, justify="right")
     best = result["best"]
+    pct = lambda v: "—" if v is None else f"{100 * v:.2f}%"  # noqa: E731
     for row in sorted(result["trials"], key=lambda r: -(r["val_acc"] or 0)):
         style = "bold green" if best and row["trial"] == best["trial"] else None
-        pct = lambda v: "—" if v is None else f"{100 * v:.2f}%"  # noqa: E731
         table.add_row(str(row["trial"]), *(str(row["params"].get(k, "")) for k in keys), row["state"],
                       str(row["epochs"]), pct(row["val_acc"]), pct(row["test_acc"]), style=style)
     console.print(table)

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import DataError
 from .dataset import Split
-from .sources import _read_source
+from .sources import read_source
 
 
 def load_extra(path: str | Path, class_names: tuple[str, ...]) -> tuple[Split, dict]:
@@ -20,7 +20,7 @@ def load_extra(path: str | Path, class_names: tuple[str, ...]) -> tuple[Split, d
     path = Path(path).expanduser()
     if not path.exists():
         raise DataError(f"--extra-data {path}: no such file or directory")
-    raw, extra_names, meta = _read_source(path, None)
+    raw, extra_names, meta = read_source(path, None)
     parts = [part for part in raw.values() if len(part.y)]
     if not parts:
         raise DataError(f"--extra-data {path}: holds no images")

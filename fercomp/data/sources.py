@@ -21,7 +21,7 @@ from .synthetic import synthetic_data
 LABEL_KINDS = ("fer2013", "ferplus", "ferplus-soft")
 
 
-def _read_source(path: Path, class_map: dict | None) -> tuple[dict[str, RawSplit], tuple[str, ...], dict]:
+def read_source(path: Path, class_map: dict | None) -> tuple[dict[str, RawSplit], tuple[str, ...], dict]:
     """Dispatch on the path -> (raw splits, class names, provenance meta)."""
     if path.is_dir():
         splits, class_names, fingerprint = read_folder(path, class_map)
@@ -117,7 +117,7 @@ def load_data(
         path = Path(source).expanduser()
         if not path.exists():
             raise DataError(f"{path}: no such file or directory")
-        raw, class_names, meta = _read_source(path, class_map)
+        raw, class_names, meta = read_source(path, class_map)
         display = str(path)
         if not any(len(part.y) for part in raw.values()):
             raise DataError(f"{path}: holds no images")

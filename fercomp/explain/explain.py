@@ -111,6 +111,7 @@ def explain_sources(cfg: ExplainConfig, progress: bool = True) -> dict:
                 names.append(source.location)
             except UnreadableSource as err:
                 rows.append({"file": source.location, "error": str(err)})
+        (staging / "overlays").mkdir()
         bar = make_progress(progress)
         with bar:
             task = bar.add_task(f"{cfg.method}", total=len(faces))
@@ -127,7 +128,6 @@ def explain_sources(cfg: ExplainConfig, progress: bool = True) -> dict:
                     pictures.append(picture)
                     stem = f"{start + i:04d}_{Path(name).stem}"
                     big = cv2.resize(picture, (OVERLAY_SIDE, OVERLAY_SIDE), interpolation=cv2.INTER_CUBIC)
-                    (staging / "overlays").mkdir(exist_ok=True)
                     cv2.imwrite(str(staging / "overlays" / f"{stem}.png"), cv2.cvtColor(big, cv2.COLOR_RGB2BGR))
                     t = int(result.targets[i])
                     predicted = int(result.probs[i].argmax())

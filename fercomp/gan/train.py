@@ -24,7 +24,7 @@ from ..errors import ConfigError, RunError
 from ..imagegrid import save_image_grid
 from ..io import save_torch, write_text
 from ..runs import RESUME_FILE, Run, load_state_file, removed_on_failure
-from ..train.fit import default_run_path
+from ..train.fit import default_run_path, require_same_data
 from ..ui import console, make_progress
 from .nets import Discriminator, Generator
 
@@ -107,9 +107,8 @@ def train_gan(
         raise ConfigError(f"{data.source}: the GAN draws 48x48 images, the data holds {data.image_size}")
     if len(train) < cfg.batch_size:
         raise ConfigError(f"--batch-size {cfg.batch_size} is larger than the train split ({len(train)} images)")
-    recorded_sha = (run.manifest.get("data") or {}).get("sha256") if run else None
-    if recorded_sha and data.meta.get("sha256") and recorded_sha != data.meta["sha256"]:
-        raise RunError(f"{run.path}: its data {data.source} changed since the run started; restore it or start a new run")
+    if run is not None:
+        require_same_data(run, data)
 
     torch.manual_seed(cfg.seed)
     num_classes = data.num_classes

@@ -151,7 +151,7 @@ def fit(
     # Everything that can fail on user input happens before the run folder exists.
     data = load_training_data(cfg)
     if resume is not None:
-        _require_same_data(run, data)
+        require_same_data(run, data)
     train, val = data.split("train"), data.split("val")
     extra_meta = None
     if cfg.extra_data:
@@ -323,7 +323,7 @@ def state_epoch(ckpt: dict | None) -> int:
     return ckpt["state"]["epoch"] if ckpt is not None else 0
 
 
-def _require_same_data(run: Run, data) -> None:
+def require_same_data(run: Run, data) -> None:
     """A resumed run must see the data it started with: a changed file would silently mix two data sets."""
     recorded = (run.manifest.get("data") or {}).get("sha256")
     current = data.meta.get("sha256")

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import re
-from dataclasses import asdict, dataclass, field, fields
+import shutil
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -77,12 +79,9 @@ class SearchConfig:
     trials: int | None = None  # grid: default every combination; tpe: required
     pruner: str = "none"
     seed: int = 0
-    combinations: int = field(init=False, default=0)
-
-    def __post_init__(self) -> None:
-        self.combinations = 1
-        for values in self.grid.values():
-            self.combinations *= len(values)
+    @property
+    def combinations(self) -> int:
+        return math.prod(len(values) for values in self.grid.values())
 
     def validate(self) -> None:
         if self.sampler not in SAMPLERS:
@@ -200,7 +199,6 @@ def _train_trial(cfg: SearchConfig, params: dict[str, Any], trial, progress: boo
     import optuna
 
     path = Path(cfg.out) / trial_folder_name(params)
-    trial.set_user_attr("run", path.name)
     if progress:
         console.print(f"trial {trial.number}: {', '.join(f'{k}={v}' for k, v in params.items())} -> {path}", highlight=False)
     if (path / MANIFEST).exists():
@@ -211,8 +209,6 @@ def _train_trial(cfg: SearchConfig, params: dict[str, Any], trial, progress: boo
             raise optuna.TrialPruned()
     resume = path if (path / RESUME_FILE).exists() else None
     if resume is None and path.exists():
-        import shutil
-
         shutil.rmtree(path)  # stopped before its first epoch ended: nothing to keep
 
     def report(epoch: int, record: dict) -> None:
@@ -239,7 +235,7 @@ def write_results(cfg: SearchConfig, study) -> dict:
     for trial in study.trials:
         if trial.state in (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING):
             continue
-        name = trial.user_attrs.get("run")
+        name = trial_folder_name(trial.params) if trial.params else None
         metrics = {}
         if name and (out / name / MANIFEST).exists():
             metrics = Run.load(out / name).manifest.get("metrics") or {}
