@@ -14,7 +14,7 @@ import typer
 from rich.table import Table
 
 from . import __version__
-from .errors import ConfigError, FercompError
+from .errors import ConfigError, FercompError, interrupted_exit_code, terminate_as_interrupt
 from .ui import console
 
 try:  # Typer >= 0.20 vendors Click as typer._click
@@ -61,14 +61,28 @@ def _pct(x: Optional[float]) -> str:
     return "—" if x is None else f"{100 * x:.2f}%"
 
 
+# Flags that may differ when resuming: they change where and how visibly a run trains, not what it learns.
+RESUME_MAY_CHANGE = {"resume", "epochs", "threads", "progress"}
+
+
+def _changed_on_resume(ctx: typer.Context) -> list[str]:
+    """The flags given on the command line besides those a resume may change."""
+    from typer._click.core import ParameterSource
+
+    return [f"--{name.replace('_', '-')}" for name in ctx.params
+            if name not in RESUME_MAY_CHANGE and ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE]
+
+
 @app.command()
 def train(
+    ctx: typer.Context,
     model: str = typer.Option("separable_cnn", help="registry name (see `fercomp models`)"),
     data: Optional[str] = typer.Option(None, help=DATA_HELP),
     labels: str = typer.Option("fer2013", help="fer2013 | ferplus (majority vote) | ferplus-soft"),
     ferplus_csv: Optional[str] = typer.Option(None, help="fer2013new.csv with FER+ votes (for --labels ferplus*)"),
     class_map: Optional[str] = typer.Option(None, help="folder=class,... e.g. 'anger=angry,contempt=contempt,neutral=drop'"),
-    epochs: Optional[int] = typer.Option(None, help="epochs (default: the model's recommended)"),
+    epochs: Optional[int] = typer.Option(None, help="epochs (default: the model's recommended); with --resume: "
+                                         "train the run to this many epochs"),
     batch_size: Optional[int] = typer.Option(None),
     lr: Optional[float] = typer.Option(None, help="peak learning rate"),
     optimizer: Optional[str] = typer.Option(None, help="sgd | adamw"),
@@ -84,7 +98,8 @@ def train(
     threads: Optional[int] = typer.Option(None, help="torch CPU threads"),
     channels_last: bool = typer.Option(True, "--channels-last/--no-channels-last", help="NHWC activations (faster on CPU)"),
     out: Optional[str] = typer.Option(None, help="run folder (default artifacts/<model>[-N])"),
-    resume: Optional[str] = typer.Option(None, help="continue an interrupted run folder with its saved settings"),
+    resume: Optional[str] = typer.Option(None, help="continue an interrupted run folder with its saved settings "
+                                         "(--epochs N also extends a finished one)"),
     model_arg: list[str] = typer.Option([], "--model-arg", help="model kwarg KEY=VALUE (repeatable), e.g. width=32"),
     pretrained: bool = typer.Option(False, "--pretrained", help="ImageNet weights from the local torchvision cache"),
     weights: Optional[str] = typer.Option(None, help="initial weights file (state dict) for transfer models"),
@@ -116,8 +131,15 @@ def train(
         early_stop=early_stop, seed=seed, threads=threads, out=out, channels_last=channels_last,
         extra_data=extra_data, head_epochs=head_epochs, unfreeze=unfreeze, finetune_lr=finetune_lr,
     )
+    if resume:
+        changed = _changed_on_resume(ctx)
+        if changed:
+            raise ConfigError(f"{', '.join(changed)}: --resume continues {resume} with its saved settings; "
+                              "only --epochs (to train longer), --threads and --progress may be given with it")
     try:
         stage = _resumable_stage(resume) if resume else None
+        if stage in ("qat", "prune") and epochs is not None:
+            raise ConfigError(f"--epochs: a {stage} run resumes with its recorded recipe; it cannot be extended")
         if stage == "qat":
             from .compress.qat import resume_qat
 
@@ -127,11 +149,11 @@ def train(
 
             run = resume_prune(resume, progress=progress)
         else:
-            run = fit(cfg, resume=resume, progress=progress)
-    except KeyboardInterrupt:
+            run = fit(cfg, resume=resume, progress=progress, extend_to=epochs if resume else None)
+    except KeyboardInterrupt as exc:
         target = resume or cfg.out or f"artifacts/{model}[-N] (the run folder printed above)"
         console.print(f"interrupted; continue with: fercomp train --resume {target}")
-        raise typer.Exit(130)
+        raise typer.Exit(interrupted_exit_code(exc))
     _print_run_summary(run)
 
 
@@ -428,25 +450,44 @@ def evaluate(
 def models_cmd(
     as_json: bool = typer.Option(False, "--json", help="print as JSON on stdout"),
 ) -> None:
-    """The model registry: name, parameters and MACs at its input size."""
+    """The model registry (name, parameters and MACs at its input size) and the pretrained zoo models."""
+    from . import zoo
     from .models import create, list_models, model_description, count_macs, count_params
 
     rows = []
     for name in list_models():
         model = create(name)
+        pretrained = [f"{zoo.PREFIX}{z}" for z in zoo.names() if zoo.card(z)["architecture"] == name]
         rows.append({
             "name": name, "params": count_params(model), "macs": count_macs(model),
             "input": "x".join(map(str, model.input_size)), "description": model_description(name),
+            "pretrained": pretrained,
         })
+    cards = {name: zoo.card(name) for name in zoo.names()}
     if as_json:
-        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        sys.stdout.write(json.dumps({"architectures": rows, "zoo": cards}, indent=2) + "\n")
         return
     table = Table(title="fercomp models (input 1x48x48 grayscale)")
-    for col in ("name", "params", "MACs", "description"):
+    for col in ("name", "params", "MACs", "pretrained", "description"):
         table.add_column(col, justify="right" if col in ("params", "MACs") else "left")
     for r in rows:
-        table.add_row(r["name"], f"{r['params']:,}", f"{r['macs'] / 1e6:,.1f} M", r["description"])
+        table.add_row(r["name"], f"{r['params']:,}", f"{r['macs'] / 1e6:,.1f} M", ", ".join(r["pretrained"]) or "—",
+                      r["description"])
     console.print(table)
+    if cards:
+        console.print(_zoo_table(cards, zoo.index().get("default")))
+
+
+def _zoo_table(cards: dict[str, dict], default: Optional[str]) -> Table:
+    table = Table(title="pretrained (zoo:NAME works wherever a run folder does; FER2013 PrivateTest, no TTA)")
+    for col in ("zoo model", "architecture", "params", "precision", "classes", "test acc", "macro-F1", "ORT b1 p50"):
+        table.add_column(col, justify="left" if col in ("zoo model", "architecture", "precision") else "right")
+    for name, c in cards.items():
+        p50 = c["latency"].get("onnxruntime_b1", {}).get("p50_ms")
+        table.add_row(f"zoo:{name}" + (" (default)" if name == default else ""), c["architecture"],
+                      f"{c['params']:,}", c["precision"], str(len(c["class_names"])), _pct(c["test"]["accuracy"]),
+                      _pct(c["test"]["macro_f1"]), "—" if p50 is None else f"{p50:.3f} ms")
+    return table
 
 
 @data_app.command("info")
@@ -507,7 +548,8 @@ def pipeline(
 def predict(
     sources: list[str] = typer.Argument(..., metavar="SOURCE...",
                                         help="images, folders (recursive), videos, or a webcam index such as 0"),
-    model: str = typer.Option(..., help="run folder, .pt, .onnx or TensorRT .engine"),
+    model: Optional[str] = typer.Option(None, help="zoo:NAME, run folder, .pt, .onnx or TensorRT .engine "
+                                                   "(default: the default zoo model)"),
     out: Optional[str] = typer.Option(None, help="output folder (default artifacts/predict/<timestamp>)"),
     backend: Optional[str] = typer.Option(None, help="torch | onnxruntime | tensorrt (default: the model's own)"),
     every: int = typer.Option(1, help="videos and webcams: analyse every Nth frame"),
@@ -520,8 +562,15 @@ def predict(
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Emotions of the faces in images, folders, videos or a webcam: a CSV, annotated copies, a summary."""
+    from . import zoo
     from .deploy.predict import PredictConfig, predict_sources
 
+    if model is None:
+        model = f"{zoo.PREFIX}{zoo.default_name()}"
+        card = zoo.card(model[len(zoo.PREFIX):])
+        console.print(f"model: {model} ({card['architecture']}, {card['params']:,} params, "
+                      f"{card['test']['accuracy']:.2%} on FER2013 PrivateTest); --model picks another",
+                      highlight=False, soft_wrap=True)
     summary = predict_sources(PredictConfig(sources=sources, model=model, out=out, backend=backend, every=every,
                                             detect=detect, margin=margin, threads=threads, batch_size=batch_size,
                                             annotate=annotate, max_frames=max_frames), progress=progress)
@@ -567,6 +616,7 @@ def _root(
 
 def main(argv: Optional[list[str]] = None) -> int:
     """Entry point: user mistakes become one line on stderr and exit status 2."""
+    terminate_as_interrupt()  # SIGTERM stops a stage the way Ctrl-C does: run marked interrupted, exit 143
     try:
         result = app(args=argv, standalone_mode=False)
         return result if isinstance(result, int) else 0
@@ -578,6 +628,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     except typer.Abort:
         console.print("aborted", highlight=False)
         return 130
+    except KeyboardInterrupt as exc:
+        console.print("interrupted" if interrupted_exit_code(exc) == 130 else "terminated", highlight=False)
+        return interrupted_exit_code(exc)
     except ClickException as exc:
         console.print(f"error: {exc.format_message()}", style="red", highlight=False, markup=False, soft_wrap=True)
         return 2

@@ -33,3 +33,24 @@ def require_at_least(*checks: tuple[str, float, float]) -> None:
     for flag, value, least in checks:
         if value < least:
             raise ConfigError(f"{flag} must be >= {least} (got {value})")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, so every stage stops as on Ctrl-C (and marks its run interrupted)."""
+
+
+def interrupted_exit_code(exc: BaseException) -> int:
+    """The shell's convention: 128 + the signal number (SIGINT 2 -> 130, SIGTERM 15 -> 143)."""
+    return 143 if isinstance(exc, Terminated) else 130
+
+
+def terminate_as_interrupt() -> None:
+    """Turn SIGTERM into a Terminated exception (main thread only; elsewhere Python allows no handler)."""
+    import signal
+    import threading
+
+    def _raise(signum, frame):
+        raise Terminated()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise)

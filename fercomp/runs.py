@@ -19,7 +19,7 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
-from . import __version__
+from . import __version__, runlock, zoo
 from .errors import RunError
 from .io import save_torch, sha256_file, write_json
 
@@ -129,14 +129,15 @@ class Run:
     @classmethod
     def create(cls, path: str | Path, stage: str, parent: "Run | None" = None, **fields: Any) -> "Run":
         path = Path(path)
-        if (path / MANIFEST).exists():
+        if (path / MANIFEST).exists() and not _stopped_before_first_epoch(path):
             raise RunError(f"{path}: a run already exists here; pass --resume {path} or choose another --out")
         path.mkdir(parents=True, exist_ok=True)
+        runlock.acquire(path)
         manifest = {
             "schema": MANIFEST_SCHEMA,
             "name": path.name,
             "stage": stage,
-            "parent": str(parent.path.resolve()) if parent else None,
+            "parent": parent.ref if parent else None,
             "status": "running",
             "created": now_iso(),
             "updated": now_iso(),
@@ -152,7 +153,7 @@ class Run:
     def load(cls, path: str | Path) -> "Run":
         import json
 
-        path = Path(path)
+        path = zoo.resolve(path)
         if path.is_file() and path.name == MANIFEST:
             path = path.parent
         manifest_path = path / MANIFEST
@@ -160,11 +161,7 @@ class Run:
             raise RunError(f"{path}: no such run folder")
         if not manifest_path.is_file():
             raise RunError(f"{path}: not a run folder (no {MANIFEST})")
-        try:
-            manifest = json.loads(manifest_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise RunError(f"{manifest_path}: corrupt manifest ({exc.msg} at line {exc.lineno})") from exc
-        return cls(path, manifest)
+        return cls(path, read_manifest(manifest_path))
 
     # -- manifest -------------------------------------------------------------------------
     @property
@@ -174,6 +171,22 @@ class Run:
     @property
     def stage(self) -> str:
         return self.manifest["stage"]
+
+    @property
+    def is_zoo(self) -> bool:
+        """A packaged zoo model: read-only, referred to as zoo:NAME."""
+        return zoo.is_zoo_folder(self.path)
+
+    @property
+    def ref(self) -> str:
+        """How other runs refer to this one: zoo:NAME for a zoo model, else the absolute path."""
+        name = zoo.name_of_folder(self.path) if self.is_zoo else None
+        return f"{zoo.PREFIX}{name}" if name else str(self.path.resolve())
+
+    @property
+    def home(self) -> Path:
+        """Where runs derived from this one go by default: beside it, or artifacts/ for a zoo model."""
+        return Path("artifacts") if self.is_zoo else self.path.parent
 
     @property
     def parent(self) -> "Run | None":
@@ -199,17 +212,36 @@ class Run:
     def require_complete(self) -> "Run":
         """A parent must be finished: a running or interrupted run's model.pt can still change."""
         status = self.manifest.get("status")
+        if status is None:
+            raise RunError(f"{self.path / MANIFEST}: records no status, so fercomp cannot tell whether the run "
+                           "finished (not written by fercomp, or edited); train it again")
         if status != "complete":
             raise RunError(f"{self.path}: this run is {status}; finish it (fercomp train --resume {self.path}) first")
         return self
 
     def update(self, **fields: Any) -> None:
+        """Set manifest fields: read, changed and written under the run's lock, so no update is lost."""
+        self.lock()
+        manifest_path = self.path / MANIFEST
+        if manifest_path.is_file():
+            self.manifest = read_manifest(manifest_path)
         self.manifest.update(fields)
         self.save()
 
     def save(self) -> None:
+        self.lock()
         self.manifest["updated"] = now_iso()
         write_json(self.path / MANIFEST, self.manifest)
+
+    def lock(self) -> "Run":
+        """Become the run's one writer (RunError naming the holder's pid if another process is)."""
+        if self.is_zoo:
+            raise RunError(f"{self.ref} is a packaged zoo model and read-only; its results go to a new run folder")
+        runlock.acquire(self.path)
+        return self
+
+    def unlock(self) -> None:
+        runlock.release(self.path)
 
     # -- weights --------------------------------------------------------------------------
     @property
@@ -226,6 +258,52 @@ class Run:
         if not self.model_path.is_file():
             raise RunError(f"{self.path}: this run holds no model ({MODEL_FILE} missing)")
         return load_checkpoint(self.model_path)
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise RunError(f"{path}: corrupt manifest (not UTF-8 text at byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise RunError(f"{path}: corrupt manifest ({exc.msg} at line {exc.lineno})") from None
+    except OSError as exc:
+        raise RunError(f"{path}: unreadable manifest ({exc.strerror})") from None
+    if not isinstance(manifest, dict):
+        raise RunError(f"{path}: corrupt manifest (not a JSON object)")
+    return manifest
+
+
+def _stopped_before_first_epoch(path: Path) -> bool:
+    """A run whose process died before its first epoch ended: nothing to resume, so it may start anew."""
+    try:
+        manifest = read_manifest(path / MANIFEST)
+    except RunError:
+        return False
+    return (manifest.get("status") in ("running", "interrupted") and not (path / RESUME_FILE).exists()
+            and not (path / MODEL_FILE).exists() and not runlock.holds(path) and not runlock.is_locked_elsewhere(path))
+
+
+def writable_copy(run: Run, dest: str | Path | None = None) -> Run:
+    """A run folder a stage may write into: `run` itself, or for a read-only zoo model a copy
+    (default artifacts/<name>; an earlier copy of the same weights is reused)."""
+    if not run.is_zoo:
+        return run
+    dest = Path(dest) if dest else run.home / run.name
+    if (dest / MANIFEST).is_file():
+        copy = Run.load(dest)
+        if copy.manifest.get("copied_from") == run.ref and copy.manifest.get("files") == run.manifest.get("files"):
+            return copy
+        raise RunError(f"{dest}: another run is already there; pass --out to copy {run.ref} elsewhere")
+    dest.mkdir(parents=True, exist_ok=True)
+    for file in run.path.iterdir():
+        if file.is_file() and file.name != MANIFEST:
+            shutil.copy2(file, dest / file.name)
+    copy = Run(dest, {**run.manifest, "name": dest.name, "copied_from": run.ref, "created": now_iso()})
+    copy.save()
+    return copy
 
 
 @contextmanager

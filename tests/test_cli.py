@@ -107,7 +107,10 @@ def test_train_then_evaluate_json(capsys, tmp_path):
 def test_models_table_lists_registry(capsys):
     code, out, _ = run_cli(capsys, "models", "--json")
     assert code == 0
-    rows = {r["name"]: r for r in json.loads(out)}
+    listing = json.loads(out)
+    rows = {r["name"]: r for r in listing["architectures"]}
+    for name, card in listing["zoo"].items():  # every pretrained model is listed under its architecture
+        assert f"zoo:{name}" in rows[card["architecture"]]["pretrained"]
     assert {"baseline_cnn", "tuned_cnn", "separable_cnn", "se_resnet", "vgg_fer", "mobilenet_v2"} <= rows.keys()
     assert rows["separable_cnn"]["params"] <= 60_000
     assert rows["vgg_fer"]["macs"] > rows["separable_cnn"]["macs"] > 0

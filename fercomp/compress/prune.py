@@ -140,9 +140,9 @@ def _default_out(parent: Run, cfg: PruneConfig) -> Path:
         tag = f"s{round(100 * cfg.sparsity)}"
     else:
         tag = f"p{round(100 * cfg.ratio)}"
-    path, n = parent.path.parent / f"{parent.name}-{tag}", 2
+    path, n = parent.home / f"{parent.name}-{tag}", 2
     while path.exists():
-        path, n = parent.path.parent / f"{parent.name}-{tag}-{n}", n + 1
+        path, n = parent.home / f"{parent.name}-{tag}-{n}", n + 1
     return path
 
 
@@ -239,7 +239,7 @@ def _finetune_pruned(cfg, run, parent, model, spec, data, after, parent_cfg, spa
         "warmup_epochs": 0,
         "early_stop": None,
         "out": str(run.path),
-        "distill_from": str(parent.path.resolve()) if cfg.distill else None,
+        "distill_from": parent.ref if cfg.distill else None,
         "distill_temperature": cfg.temperature,
         "distill_alpha": cfg.alpha,
         "keep_sparsity": sparse,

@@ -149,17 +149,17 @@ def _quantize_aware_training(cfg: QuantizeConfig, parent: Run, out: Path, progre
         "distill": cfg.distill})
     train_cfg = TrainConfig.from_dict({
         **parent_cfg.to_dict(),
-        "init_from": str(parent.path.resolve()),
+        "init_from": parent.ref,
         "epochs": cfg.epochs,
         "lr": cfg.lr if cfg.lr is not None else parent_cfg.lr * QAT_LR_FACTOR,
         "warmup_epochs": 0,
         "early_stop": None,
         "out": str(run.path),
-        "distill_from": str(parent.path.resolve()) if cfg.distill else None,
+        "distill_from": parent.ref if cfg.distill else None,
         "keep_sparsity": False,
         "threads": cfg.threads or parent_cfg.threads,
     })
-    recipe = QatRecipe(freeze_bn, freeze_observers, source_run=str(parent.path.resolve()))
+    recipe = QatRecipe(freeze_bn, freeze_observers, source_run=parent.ref)
     with removed_on_failure(run):
         return fit(train_cfg, run=run, progress=progress, recipe=recipe)
 
@@ -172,7 +172,7 @@ def quantize_run(cfg: QuantizeConfig, progress: bool = True) -> Run:
     if parent.stage == "quantize":
         raise RunError(f"{parent.path}: this run is already quantized; quantize its float parent instead")
     parent.require_complete()
-    out = Path(cfg.out) if cfg.out else parent.path.parent / f"{parent.name}-{cfg.mode}-int8"
+    out = Path(cfg.out) if cfg.out else parent.home / f"{parent.name}-{cfg.mode}-int8"
     if cfg.mode == "qat":  # the training loop loads the model and data itself
         from .qat import _torchao
 
@@ -195,7 +195,7 @@ def _calibrate_and_measure(run: Run, cfg: QuantizeConfig, parent: Run, model, sp
                            progress: bool) -> Run:
     log = console.print if progress else (lambda *a, **k: None)
     log(f"exporting FP32 ONNX and calibrating on {cfg.calib} training images ({cfg.calib_method})")
-    export_onnx(model, spec, run.path / FP32_ONNX, source_run=str(parent.path.resolve()))
+    export_onnx(model, spec, run.path / FP32_ONNX, source_run=parent.ref)
     quantize_onnx_static(run.path / FP32_ONNX, run.path / ONNX_FILE, calibration_images(data, cfg.calib, cfg.seed),
                          spec, cfg.calib_method, cfg.activations)
 

@@ -193,7 +193,7 @@ def deploy_run(cfg: DeployConfig, progress: bool = True) -> dict[str, Any]:
         export_run(ExportConfig(run=str(run.path)), progress=progress)
         run = Run.load(run.path)
     files, command = bundle_files(run, cfg)
-    out = Path(cfg.out) if cfg.out else run.path.parent / f"{run.name}-{cfg.target}.tar.gz"
+    out = Path(cfg.out) if cfg.out else run.home / f"{run.name}-{cfg.target}.tar.gz"
     folder = out.name.removesuffix(".tar.gz").removesuffix(".tgz")
     with atomic_path(out) as tmp:
         with tarfile.open(tmp, "w:gz") as tar:

@@ -21,7 +21,7 @@ import onnx
 from ..compress.prune import is_2to4_run
 from ..errors import ConfigError, FercompError, RunError, require_at_least
 from ..io import atomic_path, sha256_file, write_json, write_text
-from ..runs import ONNX_FILE, Run
+from ..runs import ONNX_FILE, Run, writable_copy
 from ..ui import console
 from .onnx_export import OPSET, export_onnx, read_metadata
 from .runtime import ENGINE_FILE, OnnxPredictor, TorchPredictor, engine_metadata_path
@@ -114,7 +114,10 @@ def export_run(cfg: ExportConfig, progress: bool = True) -> dict[str, Any]:
         import torch
 
         torch.set_num_threads(cfg.threads)
-    run = Run.load(cfg.run).require_complete()
+    source = Run.load(cfg.run).require_complete()
+    run = writable_copy(source)  # a zoo model is read-only: it exports into artifacts/<name>
+    if run is not source:
+        log(f"{source.ref} is read-only; exporting its copy in {run.path}")
     onnx_path = run.path / ONNX_FILE
     quantized = run.stage == "quantize"
     cfg = replace(cfg, precision=cfg.precision or ("int8" if quantized else "fp32"))

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from .. import zoo
 from ..errors import ConfigError
 from ..runs import ONNX_FILE, Run, load_checkpoint
 from .board.trt_runtime import preprocess as board_preprocess
@@ -174,7 +175,7 @@ def load(
     A run folder's default backend is its deliverable: ONNX Runtime for a quantized run (its
     INT8 model exists only as ONNX), PyTorch otherwise; `backend` picks another one.
     """
-    path = Path(path)
+    path = zoo.resolve(path)
     if backend is not None and backend not in BACKENDS:
         raise ConfigError(f"--backend must be one of {', '.join(BACKENDS)} (got {backend!r})")
     if threads is not None:

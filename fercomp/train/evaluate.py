@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import zoo
 from ..data import FerData, Split, load_data
 from ..errors import ConfigError
 from ..io import write_json
@@ -95,10 +96,10 @@ def evaluate_run(
     from ..runs import Run
     from .tta import TTAPredictor
 
+    path = zoo.resolve(path)
     predictor = load(path, threads=threads, backend=backend)
     if tta:
         predictor = TTAPredictor(predictor, tta)
-    path = Path(path)
     dataset = data_for_run(Run.load(path) if path.is_dir() else None, data)
     if list(dataset.class_names) != list(predictor.class_names):
         raise ConfigError(
@@ -108,7 +109,7 @@ def evaluate_run(
     probs = predictor.predict_proba(part.x)
     report, loss = report_with_loss(probs, part, dataset.class_names)
     report.update(loss=loss, split=split, source=dataset.source, backend=predictor.backend)
-    if write and path.is_dir():
+    if write and path.is_dir() and not zoo.is_zoo_folder(path):  # a zoo model is read-only
         # Another data source gets its own file name: the run's own evaluation is never overwritten.
         name = (split if data is None else f"{split}_{Path(str(data)).stem}") + (f"_tta-{tta}" if tta else "")
         write_evaluation(path, name, report, source=dataset.source, backend=predictor.backend)

@@ -22,12 +22,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .. import zoo
 from ..data import Augmenter, FerData, balanced_sampler_indices, class_weights, load_data
 from ..data.extra import load_extra, with_extra
 from ..errors import ConfigError, RunError
 from ..io import save_torch, write_text
 from ..models import count_macs, count_params, create, fit_to_state_dict
-from ..runs import DEFAULT_NORMALIZATION, RESUME_FILE, Run, load_checkpoint, load_state_file, model_spec
+from ..runs import DEFAULT_NORMALIZATION, RESUME_FILE, Run, load_checkpoint, load_state_file, model_spec, now_iso
 from ..ui import console, make_progress
 from .config import TrainConfig
 from .phases import check_two_phase, frozen_stages, in_head_phase
@@ -118,7 +119,7 @@ class FloatRecipe:
 
 def load_model_from(path: str | Path):
     """(model, spec) from a run folder or a checkpoint file."""
-    path = Path(path)
+    path = zoo.resolve(path)
     return Run.load(path).load_model() if path.is_dir() else load_checkpoint(path)
 
 
@@ -130,20 +131,22 @@ def fit(
     progress: bool = True,
     on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
     recipe: "FloatRecipe | None" = None,
+    extend_to: int | None = None,
 ) -> Run:
     """Train as `cfg` says and return the run folder.
 
-    `resume` continues an interrupted run (any stage that trains) with its saved settings; `run`
-    is a folder a later stage (prune) created and filled with its own manifest fields first.
-    `recipe` changes what is trained and saved (quantization-aware training); default: float.
+    `resume` continues an interrupted run (any stage that trains) with its saved settings, or with
+    `extend_to` trains a finished or interrupted one to that many epochs (the schedule is
+    recomputed for the new length); `run` is a folder a later stage (prune) created and filled
+    with its own manifest fields first. `recipe` changes what is trained and saved
+    (quantization-aware training); default: float.
     """
     recipe = recipe or FloatRecipe()
     if resume is not None:
-        run = Run.load(resume)
-        if "config" not in run.manifest:
-            raise RunError(f"{run.path}: this run did not train, so there is nothing to resume")
-        run.require_resumable()
-        cfg = TrainConfig.from_dict(run.manifest["config"])
+        run = Run.load(resume).lock()  # one writer: a second resume of the same run stops here
+        threads = cfg.threads  # the one setting a resume may change besides the epochs
+        cfg = resumed_config(run, extend_to)
+        cfg = replace(cfg, threads=threads or cfg.threads)
     cfg.validate()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -170,7 +173,7 @@ def fit(
         model_name, model_kwargs = cfg.model, cfg.model_kwargs
     float_params, float_macs = count_params(model), count_macs(model)
     model = recipe.prepare(model, tuple(getattr(model, "input_size", (48, 48))))
-    ckpt = _load_resume_state(run) if resume is not None else None
+    ckpt = _load_resume_state(run) if resume is not None and (run.path / RESUME_FILE).exists() else None
     if ckpt is not None:  # before the optimizer exists: this may resize layers
         fit_to_state_dict(model, ckpt["model"])
     teacher = load_model_from(cfg.distill_from)[0].eval() if cfg.distill_from else None
@@ -215,8 +218,12 @@ def fit(
         torch.set_rng_state(ckpt["torch_rng"])
         generator.set_state(ckpt["data_rng"])
         state = ckpt["state"]
+        if extend_to is not None:
+            state["bad_epochs"] = 0  # an early-stopped run being extended trains again
         if progress:
             console.print(f"resuming {run.path} after epoch {state['epoch']}/{cfg.epochs}")
+    elif resume is not None and progress:
+        console.print(f"{run.path} stopped before its first epoch ended: training it from epoch 1")
     # Weights that are exactly zero now stay zero: the sparsity a pruning stage created survives fine-tuning.
     masks = sparsity_masks(model) if cfg.keep_sparsity else {}
     run.update(status="running")
@@ -311,11 +318,37 @@ def fit(
                 if cfg.early_stop and state["bad_epochs"] >= cfg.early_stop:
                     log(f"early stop: no val improvement for {cfg.early_stop} epochs")
                     break
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (errors.Terminated)
         run.update(status="interrupted")
+        run.unlock()
         raise
 
     return recipe.finish(run, cfg, data, state, model)
+
+
+def resumed_config(run: Run, extend_to: int | None) -> TrainConfig:
+    """The saved settings of a run being resumed; with `extend_to`, its epochs raised (and the change recorded)."""
+    if "config" not in run.manifest:
+        raise RunError(f"{run.path}: this run did not train, so there is nothing to resume")
+    cfg = TrainConfig.from_dict(run.manifest["config"])
+    if extend_to is None:
+        if run.manifest.get("status") == "complete":
+            raise RunError(f"{run.path}: this run already finished; pass --epochs N (more than its "
+                           f"{cfg.epochs}) to train it longer")
+        return cfg
+    done = run.manifest.get("epochs_done", 0)
+    if extend_to <= done or extend_to < cfg.epochs:
+        raise ConfigError(f"--epochs {extend_to} with --resume must be at least the run's {cfg.epochs} "
+                          f"and more than the {done} it has done")
+    if run.manifest.get("status") == "complete" and not (run.path / RESUME_FILE).exists():
+        raise RunError(f"{run.path}: finished without keeping {RESUME_FILE}, so it cannot be extended; "
+                       "train a new run instead")
+    if extend_to != cfg.epochs:
+        changes = list(run.manifest.get("epoch_changes", []))
+        changes.append({"after_epoch": done, "from": cfg.epochs, "to": extend_to, "at": now_iso()})
+        cfg = replace(cfg, epochs=extend_to)
+        run.update(config=cfg.to_dict(), epoch_changes=changes)  # the cosine / step schedule follows the new length
+    return cfg
 
 
 def state_epoch(ckpt: dict | None) -> int:
@@ -393,6 +426,7 @@ def _finish(run: Run, cfg: TrainConfig, data: FerData, state: dict) -> Run:
         report, _ = evaluate_model(model, data.split("test"), data.class_names, spec["normalization"])
         write_evaluation(run.path, "test", report, source=data.source)
         metrics.update(test_acc=report["accuracy"], test_macro_f1=report["macro_f1"])
+    # last.pt stays: `fercomp train --resume RUN --epochs N` can train a finished run longer.
     run.update(status="complete", metrics=metrics)
-    (run.path / RESUME_FILE).unlink(missing_ok=True)
+    run.unlock()
     return run

@@ -1,0 +1,191 @@
+"""Run folders against concurrent and killed processes: one writer per run, SIGTERM, resume that extends."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from fercomp import runlock
+from fercomp.cli import main
+from fercomp.errors import ConfigError, RunError
+from fercomp.runs import RESUME_FILE, Run
+from fercomp.train import TrainConfig, fit
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def small(tmp_path, name="run", **kw):
+    base = dict(model="baseline_cnn", synthetic_per_class=40, epochs=3, batch_size=32, lr=0.02,
+                augment="geometric", out=str(tmp_path / name), threads=1)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def hold_lock_in_subprocess(folder: Path) -> subprocess.Popen:
+    """Another process that takes the run's lock and keeps it until killed."""
+    code = textwrap.dedent(f"""
+        import sys, time
+        from fercomp import runlock
+        runlock.acquire({str(folder)!r})
+        print("locked", flush=True)
+        time.sleep(120)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=REPO)
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def interrupted_run(tmp_path, name="run", after_epoch=1, **kw) -> Run:
+    def stop(epoch, record):
+        if epoch == after_epoch:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(small(tmp_path, name, **kw), progress=False, on_epoch_end=stop)
+    return Run.load(tmp_path / name)
+
+
+def weights(run_path) -> dict:
+    return torch.load(Path(run_path) / "model.pt", weights_only=True)["state_dict"]
+
+
+def test_second_writer_is_refused_with_the_holders_pid(tmp_path, capsys):
+    run = interrupted_run(tmp_path)
+    before = (run.path / "manifest.json").read_bytes()
+    holder = hold_lock_in_subprocess(run.path)
+    try:
+        code = main(["train", "--resume", str(run.path), "--no-progress"])
+        err = capsys.readouterr().err
+        assert code == 2
+        assert f"is in use by pid {holder.pid}" in err and len(err.strip().splitlines()) == 1
+        with pytest.raises(RunError, match=f"pid {holder.pid}"):
+            Run.load(run.path).update(status="complete")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert (run.path / "manifest.json").read_bytes() == before  # the refused writer changed nothing
+    # the killed holder's lock is recovered: the resume now goes through
+    assert fit(TrainConfig(), resume=run.path, progress=False).manifest["status"] == "complete"
+
+
+def test_lock_of_a_killed_process_is_recovered(tmp_path):
+    folder = tmp_path / "r"
+    folder.mkdir()
+    holder = hold_lock_in_subprocess(folder)
+    assert runlock.is_locked_elsewhere(folder)
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.wait()
+    assert (folder / runlock.LOCK_FILE).exists()  # left behind by the dead process
+    assert not runlock.is_locked_elsewhere(folder)
+    runlock.acquire(folder)
+    assert runlock.holder_pid(folder) == os.getpid()
+    runlock.release(folder)
+
+
+def test_manifest_updates_from_two_run_objects_are_not_lost(tmp_path):
+    run = Run.create(tmp_path / "r", stage="train")
+    a, b = Run.load(run.path), Run.load(run.path)
+    a.update(x=1)
+    b.update(y=2)  # b read its manifest before a's update; the update re-reads under the lock
+    assert {"x", "y"} <= set(Run.load(run.path).manifest)
+
+
+def epochs_done(folder: Path) -> int:
+    try:
+        return json.loads((folder / "manifest.json").read_text()).get("epochs_done", 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def test_sigterm_mid_training_marks_interrupted_and_resume_equals_uninterrupted(tmp_path):
+    args = ["--model", "baseline_cnn", "--synthetic-per-class", "120", "--epochs", "4", "--batch-size", "32",
+            "--lr", "0.02", "--threads", "1", "--no-progress"]
+    straight = fit(small(tmp_path, "straight", synthetic_per_class=120, epochs=4), progress=False)
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "fercomp.cli", "train", *args, "--out", str(killed)],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not epochs_done(killed):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)  # during epoch 2
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 143, out
+    manifest = Run.load(killed).manifest
+    assert manifest["status"] == "interrupted" and manifest["epochs_done"] < 4, out
+    assert "fercomp train --resume" in out
+    resumed = fit(TrainConfig(), resume=killed, progress=False)
+    a, b = weights(straight.path), weights(resumed.path)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_killed_before_first_epoch_can_resume_and_be_recreated(tmp_path):
+    run = Run.create(tmp_path / "r", stage="train", config=small(tmp_path, "r").to_dict())
+    runlock.release(run.path)  # as if its process had died before epoch 1 ended
+    # --resume trains it from epoch 1 with its recorded settings
+    resumed = fit(TrainConfig(), resume=run.path, progress=False)
+    assert resumed.manifest["status"] == "complete" and resumed.manifest["epochs_done"] == 3
+
+    Run.create(tmp_path / "again", stage="train")
+    runlock.release(tmp_path / "again")
+    rerun = fit(small(tmp_path, "again", epochs=1), progress=False)  # the same --out starts anew
+    assert rerun.manifest["status"] == "complete"
+    with pytest.raises(RunError, match="already exists"):  # a run with epochs done is never overwritten
+        fit(small(tmp_path, "again", epochs=1), progress=False)
+
+
+def test_resume_with_epochs_extends_a_finished_run_and_recomputes_the_schedule(tmp_path, capsys):
+    run = fit(small(tmp_path, epochs=2), progress=False)
+    assert (run.path / RESUME_FILE).exists()
+    code = main(["train", "--resume", str(run.path), "--epochs", "4", "--no-progress"])
+    assert code == 0, capsys.readouterr()
+    m = Run.load(run.path).manifest
+    assert m["status"] == "complete" and m["epochs_done"] == 4 and m["config"]["epochs"] == 4
+    assert [(c["after_epoch"], c["from"], c["to"]) for c in m["epoch_changes"]] == [(2, 2, 4)]
+    history = [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in history] == [1, 2, 3, 4]
+    # cosine over 4 epochs: epoch 3 starts at half the peak lr again, above where the 2-epoch run ended
+    assert history[2]["lr"] > history[1]["lr"]
+    # the same 4 epochs trained straight through follow the same schedule from epoch 3 on
+    straight = fit(small(tmp_path, "straight", epochs=4), progress=False)
+    lrs = [json.loads(line)["lr"] for line in (straight.path / "metrics.jsonl").read_text().splitlines()]
+    assert history[3]["lr"] == pytest.approx(lrs[3])
+
+
+def test_resume_refuses_changed_flags_and_shorter_epochs(tmp_path, capsys):
+    run = interrupted_run(tmp_path, epochs=3)
+    before = (run.path / "manifest.json").read_bytes()
+    for argv, expected in ([["--lr", "0.5"], "--lr"], [["--model", "se_resnet", "--augment", "none"], "--model, --augment"],
+                           [["--epochs", "2"], "--epochs 2"]):
+        code = main(["train", "--resume", str(run.path), "--no-progress", *argv])
+        err = capsys.readouterr().err
+        assert code == 2 and expected in err and len(err.strip().splitlines()) == 1, err
+    assert (run.path / "manifest.json").read_bytes() == before
+    with pytest.raises(ConfigError, match="--epochs"):
+        fit(TrainConfig(), resume=run.path, progress=False, extend_to=1)
+
+
+def test_manifest_without_status_says_what_is_wrong(tmp_path):
+    from fercomp.io import write_json
+
+    run = Run.create(tmp_path / "r", stage="train")
+    manifest = dict(run.manifest)
+    manifest.pop("status")
+    write_json(run.path / "manifest.json", manifest)
+    with pytest.raises(RunError, match="records no status") as info:
+        Run.load(run.path).require_complete()
+    assert "None" not in str(info.value)
+
+
+def test_manifest_that_is_not_utf8_is_one_clear_error(tmp_path):
+    folder = tmp_path / "r"
+    folder.mkdir()
+    (folder / "manifest.json").write_bytes(b'{"name": "\xff\xfe"}')
+    with pytest.raises(RunError, match="not UTF-8"):
+        Run.load(folder)
