@@ -189,3 +189,85 @@ def test_manifest_that_is_not_utf8_is_one_clear_error(tmp_path):
     (folder / "manifest.json").write_bytes(b'{"name": "\xff\xfe"}')
     with pytest.raises(RunError, match="not UTF-8"):
         Run.load(folder)
+
+
+# ---------------------------------------------------------------------------------------------
+# data and messages
+
+
+def test_nan_and_infinite_pixels_are_refused_naming_array_and_index(tmp_path):
+    import numpy as np
+
+    from fercomp.data import load_data
+    from fercomp.data.synthetic import make_synthetic
+    from fercomp.errors import DataError
+
+    x, y = make_synthetic(n_per_class=5, seed=0)
+    xf = x.astype(np.float32) / 255
+    xf[4, 10, 20] = np.nan
+    xf[6, 0, 0] = np.inf
+    np.savez(tmp_path / "nan.npz", train_x=xf, train_y=y)
+    with pytest.raises(DataError, match=r"\[train_x\]: 2 pixels are NaN or infinite, the first at index \(4, 10, 20\)"):
+        load_data(tmp_path / "nan.npz")
+
+
+def test_other_image_sizes_are_resized_with_a_notice_recorded_in_the_manifest(tmp_path, capsys):
+    import cv2
+    import numpy as np
+
+    from fercomp.data.synthetic import make_synthetic
+
+    x, y = make_synthetic(n_per_class=30, seed=0)
+    small_x = np.stack([cv2.resize(img, (32, 32), interpolation=cv2.INTER_AREA) for img in x])
+    np.savez(tmp_path / "s32.npz", x=small_x, y=y)
+    code = main(["train", "--data", str(tmp_path / "s32.npz"), "--model", "baseline_cnn", "--epochs", "1",
+                 "--out", str(tmp_path / "r"), "--no-progress"])
+    captured = capsys.readouterr()
+    out = captured.out + captured.err
+    assert code == 0
+    assert "210 images of 32x32 resized to 48x48" in out
+    assert Run.load(tmp_path / "r").manifest["data"]["resized"] == {"train": "210 images of 32x32 resized to 48x48"}
+
+
+def test_binary_file_given_as_csv_says_it_is_not_text(tmp_path, capsys):
+    (tmp_path / "fer.csv").write_bytes(b"PK\x03\x04\x14\x00\x00\x00" + bytes(range(256)) * 4)
+    code = main(["data", "info", str(tmp_path / "fer.csv")])
+    err = capsys.readouterr().err
+    assert code == 2 and "not a text CSV" in err and len(err.strip().splitlines()) == 1
+
+
+def test_too_few_images_for_a_val_split_says_what_is_missing(tmp_path):
+    import numpy as np
+
+    from fercomp.data.synthetic import make_synthetic
+    from fercomp.errors import DataError
+
+    x, y = make_synthetic(n_per_class=1, seed=0)
+    lines = ["emotion,pixels,Usage"] + [f"{c},{' '.join(map(str, img.ravel()))},Training" for img, c in zip(x, y)]
+    (tmp_path / "train_only.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match="has no val split.*too few to carve one.*Usage PublicTest"):
+        fit(small(tmp_path, data=str(tmp_path / "train_only.csv")), progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_corrupt_image_is_one_line_without_opencv_noise(tmp_path):
+    import cv2
+    import numpy as np
+
+    from fercomp.data.synthetic import make_synthetic
+
+    x, _ = make_synthetic(n_per_class=2, seed=0)
+    folder = tmp_path / "faces" / "happy"
+    folder.mkdir(parents=True)
+    cv2.imwrite(str(folder / "ok.png"), x[0])
+    ok, png = cv2.imencode(".png", x[1])
+    damaged = bytearray(png.tobytes())
+    damaged[60] ^= 0xFF  # inside the compressed pixels: libpng itself prints "libpng error: IDAT: ..."
+    damaged[70] ^= 0xFF
+    (folder / "broken.png").write_bytes(bytes(damaged))
+    code = (f"import sys; sys.path.insert(0, {str(REPO)!r}); from fercomp.cli import main; "
+            f"sys.exit(main(['data', 'info', {str(tmp_path / 'faces')!r}]))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    assert result.returncode == 2
+    assert len(lines) == 1 and "broken.png" in lines[0] and "libpng" not in lines[0], lines

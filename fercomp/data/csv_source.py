@@ -93,6 +93,20 @@ def _raise_bad_token(data: bytes, start: int, end: int, line: int, path: Path) -
     raise DataError(f"{path} line {line}: pixel field holds characters other than digits and spaces")
 
 
+def _require_text(data: bytes, path: Path) -> None:
+    """A binary file (an image, an npz, a zip) given as a csv: say so instead of printing its bytes."""
+    head = data[:65536]
+    nul = head.find(b"\0")
+    if nul >= 0:
+        raise DataError(f"{path}: not a text CSV (binary data at byte {nul}); give fer2013.csv, an .npz or an image folder")
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:  # not just a character cut at the 64 KiB boundary
+            raise DataError(f"{path}: not a UTF-8 text CSV (byte {exc.start}); give fer2013.csv, an .npz "
+                            "or an image folder") from None
+
+
 def read_fer2013_csv(path: Path) -> tuple[dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], bool]:
     """Parse a FER2013 csv -> ({split: (x uint8 [N,48,48], y int64 [N], csv row int64 [N])}, has_usage).
 
@@ -100,6 +114,7 @@ def read_fer2013_csv(path: Path) -> tuple[dict[str, tuple[np.ndarray, np.ndarray
     the index that fer2013new.csv (FER+) is joined on.
     """
     data = path.read_bytes()
+    _require_text(data, path)
     buf = np.frombuffer(data, dtype=np.uint8)
     starts, ends = _locate_lines(buf, len(_BOM) if data.startswith(_BOM) else 0)
     if not len(starts) or ends[0] == starts[0]:

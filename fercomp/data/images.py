@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -36,6 +40,12 @@ def to_uint8(x: np.ndarray, where: str) -> np.ndarray:
         raise DataError(f"{where}: images have dtype {x.dtype}; save them as uint8 0..255")
     if x.size == 0:
         return x.astype(np.uint8)
+    if np.issubdtype(x.dtype, np.floating):
+        bad = ~np.isfinite(x)
+        if bad.any():
+            index = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise DataError(f"{where}: {int(bad.sum())} pixels are NaN or infinite, the first at index {index} "
+                            f"(image {index[0]}); fix or drop those images")
     lo, hi = float(x.min()), float(x.max())
     if np.issubdtype(x.dtype, np.floating) and lo >= 0.0 and hi <= 1.0:
         return np.rint(x * 255.0).astype(np.uint8)
@@ -63,6 +73,26 @@ def to_gray_batch(x: np.ndarray, where: str, size: int = IMAGE_SIZE) -> np.ndarr
     return resize_batch(to_uint8(x, where), size)
 
 
+@contextmanager
+def opencv_quiet() -> Iterator[None]:
+    """Mute what OpenCV and its codecs print on their own (libpng's "libpng error: ...", a missing
+    camera's warnings) while fercomp's own error says it in one line. The codecs write to the C
+    stderr directly, so file descriptor 2 points at /dev/null for the duration."""
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+        cv2.utils.logging.setLogLevel(level)
+
+
 def _decode_with_pil(path: Path) -> np.ndarray | None:
     """Fallback for formats cv2 cannot read (e.g. GIF on some builds); first frame, grayscale."""
     try:
@@ -84,7 +114,8 @@ def read_gray_image(path: Path, size: int = IMAGE_SIZE) -> np.ndarray:
         raw = np.fromfile(path, dtype=np.uint8)
     except OSError as err:
         raise DataError(f"{path}: cannot read image file ({err.strerror or err})") from err
-    img = cv2.imdecode(raw, cv2.IMREAD_GRAYSCALE) if raw.size else None
+    with opencv_quiet():
+        img = cv2.imdecode(raw, cv2.IMREAD_GRAYSCALE) if raw.size else None
     if img is None:
         img = _decode_with_pil(path)
     if img is None or img.ndim != 2 or img.size == 0:

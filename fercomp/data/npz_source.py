@@ -7,6 +7,7 @@ Optional extras, read only when present: `class_names`, `{split}_row` (0-based F
 from __future__ import annotations
 
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +16,16 @@ from ..errors import DataError
 from .classes import CLASS_NAMES, SYNONYMS
 from .dataset import SPLITS
 from .ferplus import FERPLUS_COLUMNS
-from .images import to_gray_batch
+from .images import IMAGE_SIZE, to_gray_batch
 from .raw import RawSplit
+
+
+def _image_size(x: np.ndarray) -> tuple[int, int] | None:
+    """The stored (H, W) when it is not the 48x48 the models take (those images were resized)."""
+    if x.ndim == 2 and x.shape[1] == IMAGE_SIZE * IMAGE_SIZE:
+        return None
+    size = tuple(x.shape[2:4]) if x.ndim == 4 and x.shape[1] == 1 else tuple(x.shape[1:3])
+    return None if size == (IMAGE_SIZE, IMAGE_SIZE) else (int(size[0]), int(size[1]))
 
 
 def _labels(y: np.ndarray, where: str) -> np.ndarray:
@@ -37,7 +46,7 @@ def _class_names(npz, path: Path, max_label: int) -> tuple[str, ...]:
                 "save class_names with one name per label"
             )
         return CLASS_NAMES
-    raw = npz["class_names"]
+    raw = _array(npz, "class_names", path)
     if raw.ndim != 1 or raw.dtype.kind not in "US":
         raise DataError(f"{path}: class_names must be a 1-D string array, got {raw.dtype} {raw.shape}")
     names = tuple(SYNONYMS.get(str(n).strip().lower(), str(n).strip().lower()) for n in raw)
@@ -51,11 +60,11 @@ def _class_names(npz, path: Path, max_label: int) -> tuple[str, ...]:
 def _ferplus_votes(npz, path: Path, key: str, n: int) -> np.ndarray | None:
     if key not in npz.files:
         return None
-    votes = npz[key]
+    votes = _array(npz, key, path)
     if votes.shape != (n, len(FERPLUS_COLUMNS)):
         raise DataError(f"{path}: {key} has shape {votes.shape}, expected ({n}, {len(FERPLUS_COLUMNS)})")
     if "ferplus_columns" in npz.files:
-        columns = [str(c) for c in npz["ferplus_columns"]]
+        columns = [str(c) for c in _array(npz, "ferplus_columns", path)]
         if sorted(c.lower() for c in columns) != sorted(c.lower() for c in FERPLUS_COLUMNS):
             raise DataError(f"{path}: ferplus_columns is {columns}, expected {list(FERPLUS_COLUMNS)}")
         lower = [c.lower() for c in columns]
@@ -63,11 +72,23 @@ def _ferplus_votes(npz, path: Path, key: str, n: int) -> np.ndarray | None:
     return votes.astype(np.int16)
 
 
+# What a damaged npz raises while an array is read (the archive itself opened fine).
+READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError)
+
+
+def _array(npz, key: str, path: Path) -> np.ndarray:
+    try:
+        return npz[key]
+    except READ_ERRORS as err:
+        raise DataError(f"{path}: array {key} is corrupt ({err.__class__.__name__}: {err}); "
+                        "re-save the file with numpy.savez") from None
+
+
 def read_npz(path: Path) -> tuple[dict[str, RawSplit], tuple[str, ...]]:
     """-> ({split: RawSplit}, class_names). A single x/y pair becomes the train split."""
     try:
         npz = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile) as err:
+    except READ_ERRORS as err:
         raise DataError(f"{path}: cannot read npz file ({err}); re-save it with numpy.savez") from None
     with npz:
         files = set(npz.files)
@@ -86,17 +107,18 @@ def read_npz(path: Path) -> tuple[dict[str, RawSplit], tuple[str, ...]]:
                 if key not in files:
                     raise DataError(f"{path}: has {x_key if key == y_key else y_key} but no {key}")
             where = f"{path} [{x_key}]"
-            x = to_gray_batch(npz[x_key], where)
-            y = _labels(npz[y_key], f"{path} [{y_key}]")
+            raw_x = _array(npz, x_key, path)
+            x = to_gray_batch(raw_x, where)
+            y = _labels(_array(npz, y_key, path), f"{path} [{y_key}]")
             if len(x) != len(y):
                 raise DataError(f"{path}: {x_key} has {len(x)} images but {y_key} has {len(y)} labels")
             if len(y) and y.min() < 0:
                 raise DataError(f"{path}: {y_key} holds a negative label ({int(y.min())})")
-            rows = npz[f"{split}_row"].astype(np.int64) if f"{split}_row" in files else None
+            rows = _array(npz, f"{split}_row", path).astype(np.int64) if f"{split}_row" in files else None
             if rows is not None and rows.shape != y.shape:
                 raise DataError(f"{path}: {split}_row has shape {rows.shape}, expected {y.shape}")
             votes = _ferplus_votes(npz, path, f"{split}_ferplus", len(y))
-            splits[split] = RawSplit(x, y, rows=rows, votes=votes)
+            splits[split] = RawSplit(x, y, rows=rows, votes=votes, resized_from=_image_size(raw_x))
         max_label = max((int(s.y.max()) for s in splits.values() if len(s.y)), default=-1)
         class_names = _class_names(npz, path, max_label)
     if not any(len(s.y) for s in splits.values()):

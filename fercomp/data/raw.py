@@ -16,3 +16,4 @@ class RawSplit:
     y: np.ndarray
     rows: np.ndarray | None = None
     votes: np.ndarray | None = None
+    resized_from: tuple[int, int] | None = None  # (H, W) the source stored, when not 48x48

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 
 from ..errors import ConfigError, DataError
 from ..io import sha256_file
@@ -67,6 +68,20 @@ def _ferplus_splits(
     return splits, dropped, str(ferplus_csv) if csv_votes is not None else "npz"
 
 
+def require_val_split(data: FerData) -> None:
+    """Training selects on val: say what is missing and how to get one, not just 'no val split'."""
+    splits, display, val_fraction = data.splits, data.source, data.meta.get("val_fraction", 0.1)
+    if len(splits.get("val", ())) or not len(splits.get("train", ())):
+        return
+    if val_fraction == 0:
+        raise DataError(f"{display}: has no val split and --val-fraction 0 carves none; give val rows "
+                        "(csv Usage PublicTest, npz val_x/val_y, folder val/) or a --val-fraction above 0")
+    per_class = np.bincount(splits["train"].y)
+    raise DataError(f"{display}: has no val split, and its {len(splits['train'].y)} training images "
+                    f"({int(per_class[per_class > 0].min())} in its smallest class) are too few to carve one; "
+                    "give val rows (csv Usage PublicTest, npz val_x/val_y, folder val/) or more images")
+
+
 def load_data(
     source: str | Path | None = None,
     *,
@@ -119,6 +134,10 @@ def load_data(
             raise DataError(f"{path}: no such file or directory")
         raw, class_names, meta = read_source(path, class_map)
         display = str(path)
+        resized = {name: f"{len(part.y)} images of {part.resized_from[0]}x{part.resized_from[1]} resized to 48x48"
+                   for name, part in raw.items() if part.resized_from}
+        if resized:
+            meta["resized"] = resized
         if not any(len(part.y) for part in raw.values()):
             raise DataError(f"{path}: holds no images")
         if labels == "fer2013":

@@ -14,7 +14,6 @@ import csv
 import datetime as _dt
 import math
 import os
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -24,6 +23,7 @@ import numpy as np
 from rich.markup import escape
 
 from ..errors import ConfigError
+from ..data.images import opencv_quiet
 from ..io import atomic_path, write_bytes
 from ..ui import console, make_progress
 from . import runtime
@@ -161,7 +161,8 @@ def read_image(path: str | Path) -> np.ndarray:
     if raw.size == 0:
         raise UnreadableSource("empty file")
     # ANYDEPTH|ANYCOLOR keeps 16-bit and colour yet, unlike IMREAD_UNCHANGED, applies EXIF rotation.
-    image = cv2.imdecode(raw, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
+    with opencv_quiet():
+        image = cv2.imdecode(raw, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
     if image is None:
         image = _decode_with_pil(path)
     if image is None or image.size == 0:
@@ -389,19 +390,8 @@ def predict_sources(config: PredictConfig, progress: bool = True) -> dict[str, A
     return summary
 
 
-@contextmanager
-def _opencv_quiet() -> Iterator[None]:
-    """Mute OpenCV's own warnings (a missing camera logs two lines) while the error says it in one."""
-    level = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-    try:
-        yield
-    finally:
-        cv2.utils.logging.setLogLevel(level)
-
-
 def open_capture(location: str | int) -> cv2.VideoCapture:
-    with _opencv_quiet():
+    with opencv_quiet():
         return cv2.VideoCapture(location)
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .. import zoo
-from ..errors import ConfigError
+from ..errors import ConfigError, ModelError
 from ..runs import ONNX_FILE, Run, load_checkpoint
 from .board.trt_runtime import preprocess as board_preprocess
 from .board.trt_runtime import softmax
@@ -91,17 +91,29 @@ class OnnxPredictor:
         from .onnx_export import read_metadata
 
         self.path = Path(path)
-        meta = read_metadata(self.path)
+        try:
+            meta = read_metadata(self.path)
+        except Exception as exc:  # protobuf / JSON errors of a damaged or foreign file
+            raise ModelError(f"{self.path}: not a readable ONNX model ({exc.__class__.__name__}); "
+                             "export it again with `fercomp export`") from None
         if not meta:
             raise ConfigError(f"{self.path}: no fercomp metadata (export it with `fercomp export`)")
-        self.spec = spec_from_metadata(meta)
+        try:
+            self.spec = spec_from_metadata(meta)
+            self.class_names = [str(name) for name in meta["class_names"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"{self.path}: damaged fercomp metadata ({exc.__class__.__name__}: {exc}); "
+                             "export it again with `fercomp export`") from None
         self.precision = meta.get("precision", "fp32")
-        self.class_names = list(meta["class_names"])
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # ONNX Runtime's pybind errors (InvalidProtobuf, Fail, InvalidGraph, ...)
+            raise ModelError(f"{self.path}: ONNX Runtime cannot load it ({exc.__class__.__name__}: "
+                             f"{str(exc).splitlines()[0][:200]})") from None
         first = self.session.get_inputs()[0]
         self.input_name = first.name
         # an ONNX exported with a fixed batch takes exactly that many images per call

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from .. import zoo
 from ..data import Augmenter, FerData, balanced_sampler_indices, class_weights, load_data
 from ..data.extra import load_extra, with_extra
+from ..data.sources import require_val_split
 from ..errors import ConfigError, RunError
 from ..io import save_torch, write_text
 from ..models import count_macs, count_params, create, fit_to_state_dict
@@ -41,7 +42,7 @@ PLATEAU_PATIENCE = 3  # epochs without val improvement before the plateau schedu
 
 
 def load_training_data(cfg: TrainConfig) -> FerData:
-    return load_data(
+    data = load_data(
         cfg.data,
         labels=cfg.labels,
         class_map=cfg.class_map,
@@ -50,6 +51,8 @@ def load_training_data(cfg: TrainConfig) -> FerData:
         ferplus_csv=cfg.ferplus_csv,
         synthetic_per_class=cfg.synthetic_per_class,
     )
+    require_val_split(data)
+    return data
 
 
 def default_run_path(model: str, root: str | Path = "artifacts") -> Path:
@@ -153,6 +156,8 @@ def fit(
 
     # Everything that can fail on user input happens before the run folder exists.
     data = load_training_data(cfg)
+    for split, note in (data.meta.get("resized") or {}).items():  # said even without progress output
+        console.print(f"note: {data.source} {split}: {note} (recorded in the manifest)", highlight=False)
     if resume is not None:
         require_same_data(run, data)
     train, val = data.split("train"), data.split("val")
