@@ -15,7 +15,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
+from results_io import write_result_json, write_result_text  # noqa: E402
 from fercomp.hostinfo import host_info  # noqa: E402
 from fercomp.io import write_json, write_text  # noqa: E402
 from fercomp.runs import Run  # noqa: E402
@@ -71,8 +73,8 @@ def main() -> None:
     lines += ["", f"Host: {host['cpu']}, {host['cores']} cores, torch {host['torch']}, onnxruntime {host.get('onnxruntime')}."]
     text = "\n".join(lines) + "\n"
     print(text)
-    write_text(REPO / "benchmarks" / "results" / f"compress_{args.name}.md", text)
-    write_json(REPO / "benchmarks" / "results" / f"compress_{args.name}.json", {"name": args.name, "rows": rows, "host": host})
+    write_result_text(REPO / "benchmarks" / "results" / f"compress_{args.name}.md", text)
+    write_result_json(REPO / "benchmarks" / "results" / f"compress_{args.name}.json", {"name": args.name, "rows": rows, "host": host})
 
 
 if __name__ == "__main__":

@@ -23,6 +23,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from results_io import write_result_json, write_result_text  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "fer2013.npz"
 T1 = ["--threads", "1", "--no-progress"]
@@ -112,14 +115,14 @@ def write_results(root: Path, threads: int, iters: int, bench: bool = True) -> N
     previous = results / "fer2013_cpu.json"
     report["command"] = ("python " + " ".join(sys.argv) if bench or not previous.is_file()
                          else json.loads(previous.read_text())["command"])  # the command that measured it
-    write_json(results / "fer2013_cpu.json", report)
-    write_text(results / "fer2013_cpu.md", (out / "report.md").read_text() + f"\nCommand: `{report['command']}`\n")
+    write_result_json(results / "fer2013_cpu.json", report)
+    write_result_text(results / "fer2013_cpu.md", (out / "report.md").read_text() + f"\nCommand: `{report['command']}`\n")
     shutil.copyfile(out / "pareto.png", results / "pareto.png")
     plot_sweep(report["rows"], results / "compress_sweep.png")
     peers_file = results / "peers.json"
     peers = json.loads(peers_file.read_text()) if peers_file.is_file() else None
     extra = parity_section(root, runs) + targets_section(report, peers)
-    write_text(results / "fer2013_cpu.md", (results / "fer2013_cpu.md").read_text() + extra)
+    write_result_text(results / "fer2013_cpu.md", (results / "fer2013_cpu.md").read_text() + extra)
     print(extra)
 
 

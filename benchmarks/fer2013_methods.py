@@ -26,6 +26,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from fer2013_cpu import DATA, T1, fercomp, status  # noqa: E402
+from results_io import write_result_json, write_result_text  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 SEARCH = "search-separable_cnn"
@@ -160,8 +161,8 @@ def write_results(root: Path) -> None:
     result = {"search": search, "transfer": transfer, "gan": {"score": score, "train": gan_manifest.get("metrics"),
               "command": gan_manifest.get("command"), "without": base, "with": with_gan}, "explain": explained,
               "command": "python " + " ".join(sys.argv)}
-    write_json(RESULTS / "seed_methods.json", result)
-    write_text(RESULTS / "seed_methods.md", markdown(result))
+    write_result_json(RESULTS / "seed_methods.json", result)
+    write_result_text(RESULTS / "seed_methods.md", markdown(result))
     print((RESULTS / "seed_methods.md").read_text())
 
 

@@ -21,9 +21,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 RESULTS = REPO / "benchmarks" / "results"
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "fer2013.npz"
 
+from results_io import write_result_json, write_result_text  # noqa: E402
 from fercomp.hostinfo import host_info  # noqa: E402
 from fercomp.io import write_json, write_text  # noqa: E402
 from fercomp.runs import Run  # noqa: E402
@@ -48,7 +50,7 @@ def collect(run_path: Path, name: str, command: str | None) -> dict:
         "command": m.get("command") or command,
         "host": host_info(),
     }
-    write_json(RESULTS / f"train_{name}.json", result)
+    write_result_json(RESULTS / f"train_{name}.json", result)
     return result
 
 
@@ -94,7 +96,7 @@ def main() -> None:
         print("+", shlex.join(cmd), flush=True)
         subprocess.run([sys.executable, "-m", "fercomp.cli", *cmd[1:]], check=True)
         result = collect(args.run, args.name, shlex.join(cmd))
-    write_text(RESULTS / "fer2013_train.md", render_table())
+    write_result_text(RESULTS / "fer2013_train.md", render_table())
     print(json.dumps({k: result[k] for k in ("name", "params", "macs", "metrics")}, indent=2))
 
 

@@ -17,7 +17,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
+from results_io import write_result_json, write_result_text  # noqa: E402
 from fercomp.deploy.runtime import OnnxPredictor, preprocess  # noqa: E402
 from fercomp.hostinfo import host_info  # noqa: E402
 from fercomp.io import write_json  # noqa: E402
@@ -53,7 +55,7 @@ def main() -> None:
     for label, r in rows.items():
         print(f"{label:<10}{r['batch1']['p50_ms']:>12.3f}{r['batch1']['p95_ms']:>12.3f}{r['batch64']['images_per_s']:>12.0f}")
     print(f"INT8 / FP32 throughput at batch 64: {speedup:.2f}x ({args.threads} threads)")
-    write_json(REPO / "benchmarks" / "results" / f"ort_int8_{args.run.name}.json", result)
+    write_result_json(REPO / "benchmarks" / "results" / f"ort_int8_{args.run.name}.json", result)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ writes a new one; lineage lives in the `parent` field of the manifests.
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import platform
 import shutil
 from contextlib import contextmanager
@@ -137,7 +138,8 @@ class Run:
             "schema": MANIFEST_SCHEMA,
             "name": path.name,
             "stage": stage,
-            "parent": parent.ref if parent else None,
+            "parent": parent.ref_from(path) if parent else None,
+            "parent_abs": str(parent.path.resolve()) if parent and not parent.is_zoo else None,
             "status": "running",
             "created": now_iso(),
             "updated": now_iso(),
@@ -188,15 +190,35 @@ class Run:
         """Where runs derived from this one go by default: beside it, or artifacts/ for a zoo model."""
         return Path("artifacts") if self.is_zoo else self.path.parent
 
+    def ref_from(self, folder: str | Path) -> str:
+        """How a run in `folder` records this one as its parent: zoo:NAME, or a path relative to
+        that folder, so a tree of runs moved or copied together keeps its lineage."""
+        if self.is_zoo:
+            return self.ref
+        return os.path.relpath(self.path.resolve(), Path(folder).resolve())
+
     @property
     def parent(self) -> "Run | None":
+        """The parent run: its recorded path relative to this run, else the absolute path it had."""
         parent = self.manifest.get("parent")
-        return Run.load(parent) if parent else None
+        if not parent:
+            return None
+        if parent.startswith(zoo.PREFIX) or Path(parent).is_absolute():
+            return Run.load(parent)
+        relative = Path(os.path.normpath(self.path / parent))
+        if (relative / MANIFEST).is_file() or not self.manifest.get("parent_abs"):
+            return Run.load(relative)
+        return Run.load(self.manifest["parent_abs"])  # this run moved without its parent
 
     def lineage(self) -> list["Run"]:
         """This run and its ancestors, root first."""
-        chain, run = [], self
+        chain, run, seen = [], self, set()
         while run is not None:
+            key = run.path.resolve()
+            if key in seen:
+                raise RunError(f"{self.path}: its lineage loops back to {run.path} (a manifest's parent points "
+                               "at a descendant); fix the parent field")
+            seen.add(key)
             chain.append(run)
             run = run.parent
         return chain[::-1]

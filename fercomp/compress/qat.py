@@ -163,7 +163,7 @@ def resume_qat(path, progress: bool = True):
 
     run = Run.load(path)
     q = run.manifest["quantize"]
-    recipe = QatRecipe(q["freeze_bn_after_epoch"], q["freeze_observers_after_epoch"], source_run=run.manifest["parent"])
+    recipe = QatRecipe(q["freeze_bn_after_epoch"], q["freeze_observers_after_epoch"], source_run=run.parent.ref if run.parent else None)
     return fit(TrainConfig(), resume=run.path, progress=progress, recipe=recipe)
 
 

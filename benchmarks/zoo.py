@@ -1,0 +1,246 @@
+"""Package finished FER2013 runs into the model zoo shipped inside fercomp (`fercomp/zoo/`).
+
+For each `--add NAME=RUN_FOLDER` it: exports and verifies the run's ONNX (`fercomp export`'s
+parity gate), optionally quantizes it to INT8 (`--int8`: PTQ, a second entry NAME-int8), copies
+the weights-only checkpoint, ONNX files and a manifest stripped of this machine's paths into
+`fercomp/zoo/models/NAME/`, re-measures accuracy from the packaged files on PublicTest and
+PrivateTest, times it with `fercomp bench` (2 threads, batch 1 and 64), and writes the entry's
+card into `fercomp/zoo/index.json`. It then regenerates `benchmarks/results/zoo.{md,json}` and the
+model card `fercomp/zoo/MODEL_CARD.md` from the index.
+
+    python benchmarks/zoo.py --add tiny=~/.cache/fercomp/zoo-runs/tiny-sep60 --default tiny
+    python benchmarks/zoo.py --add standard=RUN --int8
+    python benchmarks/zoo.py --render            # tables only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+RESULTS = REPO / "benchmarks" / "results"
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "fer2013.npz"
+
+import onnx  # noqa: E402
+
+from fercomp import zoo  # noqa: E402
+from results_io import write_result_json, write_result_text  # noqa: E402
+from fercomp.deploy.onnx_export import read_metadata, write_metadata  # noqa: E402
+from fercomp.errors import FercompError  # noqa: E402
+from fercomp.hostinfo import host_info  # noqa: E402
+from fercomp.io import atomic_path, sha256_file, write_json, write_text  # noqa: E402
+from fercomp.runs import MANIFEST, MODEL_FILE, ONNX_FILE, Run  # noqa: E402
+
+# What each tier promises (issue 12): the card states the limit next to the measured figure.
+TIERS = {
+    "tiny": {"max_params": 60_000, "target_test_acc": 0.665, "about": "the fastest: at most 60K parameters"},
+    "compact": {"max_params": 250_000, "target_test_acc": 0.68, "about": "at most 250K parameters, INT8 ONNX"},
+    "standard": {"max_params": 2_000_000, "target_test_acc": 0.705, "about": "at most 2M parameters, FP32 and INT8"},
+    "ferplus": {"max_params": 2_000_000, "target_test_acc": 0.85, "about": "FER+ majority-vote labels, 8 classes"},
+}
+DATA_TERMS = ("Trained on FER2013 (Goodfellow et al., 2013, ICML 2013 Challenges in Representation Learning), "
+              "released for research; the FER+ labels (Barsoum et al., 2016) are MIT-licensed. Check the data's "
+              "terms before any commercial use of these weights.")
+SHIPPED_FILES = (MODEL_FILE, ONNX_FILE)
+
+
+def portable(text: str) -> str:
+    """A command or path without this machine's folders: data files by name, run folders by their last part."""
+    return re.sub(r"(?:/[^\s/'\"]+)+/([^\s/'\"]+)", r"\1", text)
+
+
+def strip_manifest(manifest: dict[str, Any], name: str, parent: str | None) -> dict[str, Any]:
+    """The packaged run's manifest: no absolute paths, lineage through zoo names, only shipped files."""
+    out = json.loads(portable(json.dumps(manifest)))
+    out.update(name=name, parent=parent, parent_abs=None, zoo=name)
+    if "config" in out:
+        out["config"]["out"] = None
+    out.pop("export", None)  # describes the folder it was exported in; the card has the figures
+    return out
+
+
+def relabel_onnx(path: Path, source: str) -> None:
+    """Point the ONNX metadata's source run at the zoo name instead of this machine's folder."""
+    model = onnx.load(str(path))
+    meta = read_metadata(model)
+    meta["source_run"] = source
+    write_metadata(model, meta)
+    with atomic_path(path) as tmp:
+        onnx.save(model, str(tmp))
+
+
+def package(run: Run, name: str, parent: str | None, files: dict[str, Path]) -> Path:
+    folder = zoo.MODELS_DIR / name
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    for target, source in files.items():
+        shutil.copy2(source, folder / target)
+    if ONNX_FILE in files:
+        relabel_onnx(folder / ONNX_FILE, f"{zoo.PREFIX}{name}")
+    manifest = strip_manifest(run.manifest, name, parent)
+    manifest["files"] = {f: sha256_file(folder / f) for f in files}
+    write_json(folder / MANIFEST, manifest)
+    return folder
+
+
+def lineage_commands(run: Run) -> list[str]:
+    return [portable(r.manifest["command"]) for r in run.lineage() if r.manifest.get("command")]
+
+
+def measure(folder: Path, data: Path, threads: int) -> dict[str, Any]:
+    """Accuracy from the packaged files (torch or ONNX Runtime) and bench latency."""
+    from fercomp.bench import BenchConfig
+    from fercomp.bench.run import run_bench
+    from fercomp.train import evaluate_run
+
+    scores = {}
+    for split in ("val", "test"):
+        report = evaluate_run(str(folder), data=str(data), split=split, threads=threads, write=False)
+        scores[split] = {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"], "backend": report["backend"]}
+    bench = run_bench(BenchConfig(models=[str(folder)], backends=("torch", "onnxruntime"), batch_sizes=(1, 64),
+                                  threads=threads, data=str(data), accuracy=False, export_missing=False),
+                      REPO / "artifacts" / "zoo-bench" / folder.name, peak=False, progress=False)
+    latency = {}
+    for row in bench["rows"]:  # bench adds the lineage root: keep this entry's rows
+        if row.get("status") == "ok" and row["run"] == folder.name:
+            latency[f"{row['backend']}_b{row['batch']}"] = {"p50_ms": round(row["p50_ms"], 4),
+                                                           "images_per_s": round(row["images_per_s"], 1)}
+    return {"scores": scores, "latency": latency, "host": bench.get("host") or host_info(), "threads": threads}
+
+
+def make_card(run: Run, name: str, tier: str, folder: Path, measured: dict, data: Path, summary: str) -> dict:
+    m = run.manifest
+    spec = m["model"]
+    return {
+        "folder": folder.name,
+        "tier": tier,
+        "summary": summary,
+        "tier_rule": TIERS[tier]["about"],
+        "architecture": spec["name"],
+        "kwargs": spec["kwargs"],
+        "params": m.get("params"),
+        "macs": m.get("macs"),
+        "precision": "int8" if m["stage"] == "quantize" else "fp32",
+        "class_names": spec["class_names"],
+        "input": f"{spec['in_chans']}x{spec['input_size'][0]}x{spec['input_size'][1]} grayscale",
+        "normalization": spec["normalization"],
+        "data": {"file": data.name, "sha256": sha256_file(data), "labels": (m.get("config") or {}).get("labels", "fer2013"),
+                 "selected_on": "val (FER2013 PublicTest)", "reported_on": "test (FER2013 PrivateTest)"},
+        "recipe": lineage_commands(run),
+        "val": measured["scores"]["val"],
+        "test": measured["scores"]["test"],
+        "target_test_acc": TIERS[tier]["target_test_acc"],
+        "latency": {"threads": measured["threads"], "cpu": measured["host"].get("cpu"), **measured["latency"]},
+        "terms": DATA_TERMS,
+        "files": json.loads((folder / MANIFEST).read_text())["files"] | {MANIFEST: sha256_file(folder / MANIFEST)},
+    }
+
+
+def add_entry(name: str, run_path: Path, tier: str, summary: str, int8: bool, data: Path, threads: int) -> list[str]:
+    from fercomp.compress.quantize import QuantizeConfig, quantize_run
+    from fercomp.deploy.export import ExportConfig, export_run
+
+    run = Run.load(run_path).require_complete()
+    limit = TIERS[tier]["max_params"]
+    if run.manifest["params"] > limit:
+        raise SystemExit(f"{run_path}: {run.manifest['params']:,} params is over the {tier} tier's {limit:,}")
+    if not (run.path / ONNX_FILE).is_file():
+        export_run(ExportConfig(run=str(run.path), threads=threads))
+    entries = [(name, run, None, {MODEL_FILE: run.model_path, ONNX_FILE: run.path / ONNX_FILE})]
+    if int8:
+        q_path = run.path.parent / f"{run.name}-ptq-int8"
+        q_run = Run.load(q_path) if (q_path / MANIFEST).is_file() else quantize_run(
+            QuantizeConfig(parent=str(run.path), mode="ptq", out=str(q_path), threads=threads))
+        entries.append((f"{name}-int8", q_run, f"{zoo.PREFIX}{name}", {ONNX_FILE: q_run.path / ONNX_FILE}))
+    index = json.loads(zoo.INDEX_FILE.read_text()) if zoo.INDEX_FILE.is_file() else \
+        {"format": zoo.INDEX_FORMAT, "default": None, "models": {}}
+    for entry_name, entry_run, parent, files in entries:
+        folder = package(entry_run, entry_name, parent, files)
+        index["models"].pop(entry_name, None)
+        write_json(zoo.INDEX_FILE, index)
+        zoo.forget()
+        measured = measure(folder, data, threads)
+        what = summary + (" INT8 (PTQ, QDQ ONNX for ONNX Runtime)" if entry_run.stage == "quantize" else "")
+        index["models"][entry_name] = make_card(entry_run, entry_name, tier, folder, measured, data, what)
+        write_json(zoo.INDEX_FILE, index)  # before the next entry: an INT8 entry's parent resolves through it
+        zoo.forget()
+        print(f"zoo:{entry_name}: test {measured['scores']['test']['accuracy']:.2%} "
+              f"val {measured['scores']['val']['accuracy']:.2%}", flush=True)
+    return [e[0] for e in entries]
+
+
+def render(index: dict[str, Any]) -> str:
+    lines = [
+        "# fercomp model zoo",
+        "",
+        "Models shipped inside the package (`fercomp/zoo/`), usable as `zoo:NAME` wherever a run folder is.",
+        "Selected on FER2013 PublicTest, reported on PrivateTest, single model, no test-time augmentation.",
+        "Generated by `python benchmarks/zoo.py` from `fercomp/zoo/index.json`; latency measured by",
+        "`fercomp bench` on this CPU (named below), batch 1 p50 and batch 64 throughput.",
+        "",
+        "| name | tier | arch | params | MACs | prec | PublicTest | **PrivateTest** | target | macro-F1 | ORT b1 p50 | ORT b64 img/s | torch b1 p50 |",
+        "|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, c in index["models"].items():
+        lat = c["latency"]
+        ort1, ort64, t1 = lat.get("onnxruntime_b1", {}), lat.get("onnxruntime_b64", {}), lat.get("torch_b1", {})
+        target = c["target_test_acc"]
+        met = "met" if c["test"]["accuracy"] >= target else "missed"
+        lines.append(
+            f"| `zoo:{name}`{' (default)' if name == index.get('default') else ''} | {c['tier']} | {c['architecture']} "
+            f"| {c['params']:,} | {c['macs'] / 1e6:.1f} M | {c['precision']} | {c['val']['accuracy']:.2%} "
+            f"| **{c['test']['accuracy']:.2%}** | {target:.1%} ({met}) | {c['test']['macro_f1']:.2%} "
+            f"| {ort1.get('p50_ms', float('nan')):.3f} ms | {ort64.get('images_per_s', 0):,.0f} "
+            f"| {t1.get('p50_ms', float('nan')):.3f} ms |")
+    lines += ["", "Recipes (exact commands, data files by name):", ""]
+    for name, c in index["models"].items():
+        lines.append(f"- **zoo:{name}** ({c['latency'].get('cpu')}, {c['latency']['threads']} threads):")
+        lines += [f"  - `{cmd}`" for cmd in c["recipe"]]
+    lines += ["", "Data terms: " + DATA_TERMS, ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--add", action="append", default=[], metavar="NAME=RUN", help="package a finished run")
+    parser.add_argument("--tier", help="tiny | compact | standard | ferplus (default: the NAME)")
+    parser.add_argument("--summary", default="", help="one line for `fercomp models`")
+    parser.add_argument("--int8", action="store_true", help="also ship an INT8 (PTQ) entry NAME-int8")
+    parser.add_argument("--default", help="the zoo model `predict` uses without --model")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--render", action="store_true", help="only regenerate the tables")
+    args = parser.parse_args()
+    try:
+        for item in args.add:
+            name, _, path = item.partition("=")
+            add_entry(name, Path(path).expanduser(), args.tier or name.split("-")[0], args.summary, args.int8,
+                      args.data, args.threads)
+    except FercompError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    if not zoo.INDEX_FILE.is_file():
+        raise SystemExit("no zoo index yet: --add a run first")
+    index = json.loads(zoo.INDEX_FILE.read_text())
+    if args.default:
+        if args.default not in index["models"]:
+            raise SystemExit(f"--default {args.default}: not in the zoo")
+        index["default"] = args.default
+        write_json(zoo.INDEX_FILE, index)
+    table = render(index)
+    write_result_text(RESULTS / "zoo.md", table)
+    write_result_json(RESULTS / "zoo.json", index)
+    write_text(zoo.ZOO_DIR / "MODEL_CARD.md", table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
