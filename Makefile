@@ -22,6 +22,7 @@ install: $(STAMP)
 
 demo: install
 	$(VENV)/bin/fercomp pipeline
+	$(VENV)/bin/fercomp predict examples/astronaut.jpg --out artifacts/demo-predict
 
 # pytest exits 5 when it collected no test: say so instead of failing obscurely.
 test: install

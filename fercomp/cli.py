@@ -110,6 +110,11 @@ def train(
     val_fraction: float = typer.Option(0.1, help="validation carved from train when the source has none"),
     synthetic_per_class: int = typer.Option(300, help="synthetic faces per class"),
     extra_data: Optional[str] = typer.Option(None, help="more train images, e.g. `fercomp gan sample` output (never in val/test)"),
+    teacher: Optional[str] = typer.Option(None, help="distil from this model too: zoo:NAME, a run folder or a .pt"),
+    ema: Optional[float] = typer.Option(None, help="keep an exponential moving average of the weights (e.g. 0.999); "
+                                        "it is validated and saved"),
+    temperature: float = typer.Option(4.0, help="with --teacher: distillation temperature"),
+    distill_alpha: float = typer.Option(0.7, help="with --teacher: weight of the teacher's soft targets"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Train a model into a run folder (checkpointed every epoch, resumable)."""
@@ -130,6 +135,7 @@ def train(
         warmup_epochs=warmup_epochs, class_weights=class_weights, balanced_sampler=balanced_sampler,
         early_stop=early_stop, seed=seed, threads=threads, out=out, channels_last=channels_last,
         extra_data=extra_data, head_epochs=head_epochs, unfreeze=unfreeze, finetune_lr=finetune_lr,
+        distill_from=teacher, distill_temperature=temperature, distill_alpha=distill_alpha, ema=ema,
     )
     if resume:
         changed = _changed_on_resume(ctx)

@@ -68,6 +68,10 @@ class TrainConfig:
     distill_alpha: float = 0.7
     keep_sparsity: bool = False
 
+    # Exponential moving average of the weights (and BatchNorm statistics): validated, selected
+    # and saved instead of the raw weights. None = off; typical 0.999.
+    ema: float | None = None
+
     # NHWC activations: ~25% faster conv training on this CPU (oneDNN); off for models where it is not.
     channels_last: bool = True
     seed: int = 0
@@ -120,6 +124,7 @@ class TrainConfig:
         need(0 <= self.momentum < 1, "--momentum", "in [0, 1)", self.momentum)
         need(self.distill_temperature > 0, "--temperature", "> 0", self.distill_temperature)
         need(0 <= self.distill_alpha <= 1, "--distill-alpha", "in [0, 1]", self.distill_alpha)
+        need(self.ema is None or 0 < self.ema < 1, "--ema", "in (0, 1), e.g. 0.999", self.ema)
         if self.augment is not None:
             from ..data import AUGMENT_PRESETS
 

@@ -181,7 +181,7 @@ def fit(
     ckpt = _load_resume_state(run) if resume is not None and (run.path / RESUME_FILE).exists() else None
     if ckpt is not None:  # before the optimizer exists: this may resize layers
         fit_to_state_dict(model, ckpt["model"])
-    teacher = load_model_from(cfg.distill_from)[0].eval() if cfg.distill_from else None
+    teacher = load_teacher(cfg.distill_from, data.class_names) if cfg.distill_from else None
     cfg = cfg.resolved(getattr(model, "default_cfg", {}))
     check_two_phase(cfg, model)
     if cfg.head_epochs:  # before the optimizer: phase 1's frozen stages
@@ -194,6 +194,7 @@ def fit(
     if teacher is not None:
         teacher = teacher.to(memory_format=memory_format)
     optimizer = make_optimizer(cfg, model)
+    ema = make_ema(model, cfg.ema) if cfg.ema else None
 
     fields = dict(
         config=cfg.to_dict(),
@@ -222,6 +223,8 @@ def fit(
         optimizer.load_state_dict(ckpt["optimizer"])
         torch.set_rng_state(ckpt["torch_rng"])
         generator.set_state(ckpt["data_rng"])
+        if ema is not None:
+            ema.load_state_dict(ckpt["ema"])
         state = ckpt["state"]
         if extend_to is not None:
             state["bad_epochs"] = 0  # an early-stopped run being extended trains again
@@ -274,6 +277,8 @@ def fit(
                     optimizer.step()
                     for param, mask in masks.items():
                         param.data.mul_(mask)
+                    if ema is not None:
+                        ema.update_parameters(model)
 
                     loss_sum += loss.item() * len(idx)
                     correct += (logits.argmax(1) == yb).sum().item()
@@ -283,8 +288,9 @@ def fit(
                 bar.remove_task(task)
                 train_s = time.perf_counter() - t_epoch
 
+                selected = ema.module if ema is not None else model  # what is validated is what is saved
                 with recipe.evaluating(model):
-                    val_report, val_loss = evaluate_model(model, val, data.class_names, norm)
+                    val_report, val_loss = evaluate_model(selected, val, data.class_names, norm)
                 record = {
                     "epoch": epoch,
                     "lr": lr,
@@ -304,12 +310,12 @@ def fit(
                 improved = record["val_acc"] > state["best_acc"]
                 if improved:
                     state.update(best_acc=record["val_acc"], best_epoch=epoch, bad_epochs=0)
-                    recipe.save_best(run, model, spec)
+                    recipe.save_best(run, selected, spec)
                 else:
                     state["bad_epochs"] += 1
                     if cfg.schedule == "plateau" and state["bad_epochs"] % PLATEAU_PATIENCE == 0:
                         state["plateau_scale"] *= 0.5
-                _save_epoch(run, model, optimizer, generator, state)
+                _save_epoch(run, model, optimizer, generator, state, ema)
                 log(
                     f"epoch {epoch:>3}/{cfg.epochs}  loss {record['train_loss']:.3f}  acc {record['train_acc']:.1%}"
                     f"  val_loss {val_loss:.3f}  val_acc {record['val_acc']:.1%}{' *' if improved else '  '}"
@@ -329,6 +335,14 @@ def fit(
         raise
 
     return recipe.finish(run, cfg, data, state, model)
+
+
+def load_teacher(ref: str, class_names) -> torch.nn.Module:
+    """The distillation teacher (zoo:NAME, a run folder or a .pt), which must predict the same classes."""
+    teacher, spec = load_model_from(ref)
+    if list(spec["class_names"]) != list(class_names):
+        raise ConfigError(f"--teacher {ref}: its classes {spec['class_names']} differ from the data's {list(class_names)}")
+    return teacher.eval()
 
 
 def resumed_config(run: Run, extend_to: int | None) -> TrainConfig:
@@ -392,7 +406,14 @@ def sparsity_masks(model: torch.nn.Module) -> dict[torch.nn.Parameter, torch.Ten
     return masks
 
 
-def _save_epoch(run: Run, model, optimizer, generator: torch.Generator, state: dict) -> None:
+def make_ema(model: torch.nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel:
+    """An exponential moving average of the weights and the BatchNorm buffers (torch's swa_utils)."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
+def _save_epoch(run: Run, model, optimizer, generator: torch.Generator, state: dict, ema=None) -> None:
     save_torch(
         run.path / RESUME_FILE,
         {
@@ -402,6 +423,7 @@ def _save_epoch(run: Run, model, optimizer, generator: torch.Generator, state: d
             "torch_rng": torch.get_rng_state(),
             "data_rng": generator.get_state(),
             "state": state,
+            **({"ema": ema.state_dict()} if ema is not None else {}),
         },
     )
     write_text(run.path / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in state["history"]))
