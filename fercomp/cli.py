@@ -62,7 +62,7 @@ def _pct(x: Optional[float]) -> str:
 
 
 # Flags that may differ when resuming: they change where and how visibly a run trains, not what it learns.
-RESUME_MAY_CHANGE = {"resume", "epochs", "threads", "progress"}
+RESUME_MAY_CHANGE = {"resume", "epochs", "threads", "progress", "device", "amp"}
 
 
 def _changed_on_resume(ctx: typer.Context) -> list[str]:
@@ -96,6 +96,8 @@ def train(
     early_stop: Optional[int] = typer.Option(None, help="stop after N epochs without val improvement"),
     seed: int = typer.Option(0),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads"),
+    device: Optional[str] = typer.Option(None, help="auto | cpu | cuda | cuda:N | mps (default auto: CUDA, then MPS, else CPU)"),
+    amp: Optional[str] = typer.Option(None, help="mixed precision: bf16 | fp16 | off (default: bf16 on a GPU that has it, else off)"),
     channels_last: bool = typer.Option(True, "--channels-last/--no-channels-last", help="NHWC activations (faster on CPU)"),
     out: Optional[str] = typer.Option(None, help="run folder (default artifacts/<model>[-N])"),
     resume: Optional[str] = typer.Option(None, help="continue an interrupted run folder with its saved settings "
@@ -136,12 +138,14 @@ def train(
         early_stop=early_stop, seed=seed, threads=threads, out=out, channels_last=channels_last,
         extra_data=extra_data, head_epochs=head_epochs, unfreeze=unfreeze, finetune_lr=finetune_lr,
         distill_from=teacher, distill_temperature=temperature, distill_alpha=distill_alpha, ema=ema,
+        device=device, amp=amp,
     )
     if resume:
         changed = _changed_on_resume(ctx)
         if changed:
             raise ConfigError(f"{', '.join(changed)}: --resume continues {resume} with its saved settings; "
-                              "only --epochs (to train longer), --threads and --progress may be given with it")
+                              "only --epochs (to train longer), --device, --amp, --threads and --progress may be "
+                              "given with it")
     try:
         stage = _resumable_stage(resume) if resume else None
         if stage in ("qat", "prune") and epochs is not None:

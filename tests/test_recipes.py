@@ -60,3 +60,40 @@ def test_teacher_by_name_is_used_and_must_share_the_classes(tmp_path):
         fit(cfg(tmp_path, "mismatch", distill_from=str(teacher.path),
                 class_map={"angry": "drop", "disgust": "drop"}), progress=False)
     assert not (tmp_path / "mismatch").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# device and mixed precision (issue: train where users train)
+
+
+@pytest.mark.parametrize("argv, flag", [(["--device", "cuda"], "--device cuda"), (["--device", "cuda:1"], "--device cuda:1"),
+                                        (["--device", "tpu"], "--device"), (["--amp", "fp8"], "--amp"),
+                                        (["--device", "cpu", "--amp", "fp16"], "--amp fp16")])
+def test_unavailable_device_and_bad_amp_are_one_line_and_write_nothing(tmp_path, capsys, argv, flag):
+    if torch.cuda.is_available() and "cuda" in " ".join(argv):
+        pytest.skip("this host has CUDA")
+    code = main(["train", *argv, "--epochs", "1", "--out", str(tmp_path / "r"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and flag in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "r").exists()
+
+
+def test_bf16_autocast_on_cpu_trains_and_records_its_placement(tmp_path):
+    run = fit(TrainConfig(model="separable_cnn", synthetic_per_class=150, epochs=5, amp="bf16", threads=2,
+                          out=str(tmp_path / "bf16")), progress=False)
+    m = Run.load(run.path).manifest
+    assert m["placement"] == {"device": "cpu", "amp": "bf16"}
+    assert m["status"] == "complete" and m["metrics"]["test_acc"] > 0.5, m["metrics"]  # chance is 14%
+
+
+def test_a_run_resumes_with_another_device_setting(tmp_path):
+    def stop(epoch, record):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(cfg(tmp_path, "r", device="cpu", amp="off"), progress=False, on_epoch_end=stop)
+    resumed = fit(TrainConfig(device="auto", amp="bf16"), resume=tmp_path / "r", progress=False)
+    m = Run.load(resumed.path).manifest
+    assert m["status"] == "complete" and m["epochs_done"] == 3 and m["placement"]["amp"] == "bf16"
+    assert m["config"]["amp"] == "off"  # the recorded recipe is unchanged; placement says where it ran last

@@ -61,6 +61,8 @@ class TorchPredictor:
     def __init__(self, model: torch.nn.Module, spec: dict[str, Any], batch_size: int = 256):
         model.eval()  # exported (QAT) graphs return None from eval(), so don't chain it
         self.model = model
+        first = next(iter(model.parameters()), None)
+        self.device = first.device if first is not None else torch.device("cpu")  # a model trained on a GPU stays there
         self.spec = spec
         self.class_names = list(spec["class_names"])
         self.batch_size = batch_size
@@ -68,7 +70,7 @@ class TorchPredictor:
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Preprocessed float32 [N, C, H, W] -> logits [N, classes] (what `bench` times)."""
         with torch.inference_mode():
-            return self.model(torch.from_numpy(x)).numpy()
+            return self.model(torch.from_numpy(x).to(self.device)).float().cpu().numpy()
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         return batched_proba(self, images)
@@ -141,7 +143,9 @@ def engine_metadata_path(engine: Path) -> Path:
 
 
 class TensorRTPredictor:
-    """TensorRT backend over a `.engine` built by `fercomp export --trt` (or the Jetson bundle)."""
+    """TensorRT backend over a `.engine` built by `fercomp export --trt` (or the Jetson bundle).
+
+    Holds a CUDA stream and device memory until `close()`; use it as a context manager."""
 
     backend = "tensorrt"
 
@@ -167,10 +171,26 @@ class TensorRTPredictor:
             raise TensorRTUnavailable(f"{self.path}: {exc}") from None
 
     def close(self) -> None:
+        """Release the engine's CUDA stream and device buffers (idempotent)."""
         self.model.close()
 
+    def __enter__(self) -> "TensorRTPredictor":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def forward(self, x: np.ndarray) -> np.ndarray:
+        """Preprocessed float32 [N, C, H, W] -> float32 logits (an fp16-IO engine is converted both ways)."""
         return self.model.infer(x)
+
+    def forward_timer(self, x: np.ndarray):
+        """A call that runs the engine on `x` already on the GPU, without host-device copies; None when
+        `x` is larger than one engine call (then there is no single copy-free call to time)."""
+        if len(x) > self.model.max_batch:
+            return None
+        self.model.stage(x)
+        return self.model.execute
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         return batched_proba(self, images)

@@ -72,6 +72,11 @@ class TrainConfig:
     # and saved instead of the raw weights. None = off; typical 0.999.
     ema: float | None = None
 
+    # Where and how precisely it trains (see distributed.py): None = auto (CUDA, then MPS, else CPU;
+    # bf16 autocast on a GPU that has it, fp32 elsewhere). A resume may change both.
+    device: str | None = None
+    amp: str | None = None
+
     # NHWC activations: ~25% faster conv training on this CPU (oneDNN); off for models where it is not.
     channels_last: bool = True
     seed: int = 0

@@ -68,6 +68,10 @@ def data_for_run(run, source: str | None) -> FerData:
     cfg = training_config(run) if run is not None else {}
     if source is None and not cfg:
         raise ConfigError("this model does not record its training data; pass --data SOURCE")
+    recorded = cfg.get("data")
+    if source is None and recorded and recorded != "synthetic" and not Path(recorded).exists():
+        # e.g. a zoo model, whose manifest names its data file without this machine's folders
+        raise ConfigError(f"{run.ref}: its data {recorded} is not on this machine; pass --data PATH/TO/{Path(recorded).name}")
     return load_data(
         source if source is not None else cfg.get("data"),
         labels=cfg.get("labels", "fer2013"),

@@ -32,6 +32,7 @@ from ..models import count_macs, count_params, create, fit_to_state_dict
 from ..runs import DEFAULT_NORMALIZATION, RESUME_FILE, Run, load_checkpoint, load_state_file, model_spec, now_iso
 from ..ui import console, make_progress
 from .config import TrainConfig
+from .distributed import autocast, grad_scaler, resolve_amp, resolve_device
 from .phases import check_two_phase, frozen_stages, in_head_phase
 from .evaluate import evaluate_model, write_evaluation
 from .losses import distillation_loss
@@ -147,12 +148,15 @@ def fit(
     recipe = recipe or FloatRecipe()
     if resume is not None:
         run = Run.load(resume).lock()  # one writer: a second resume of the same run stops here
-        threads = cfg.threads  # the one setting a resume may change besides the epochs
+        given = cfg  # where it runs may change on resume (threads, device, precision); what it learns may not
         cfg = resumed_config(run, extend_to)
-        cfg = replace(cfg, threads=threads or cfg.threads)
+        cfg = replace(cfg, threads=given.threads or cfg.threads, device=given.device or cfg.device,
+                      amp=given.amp or cfg.amp)
     cfg.validate()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    amp = resolve_amp(cfg.amp, device)
 
     # Everything that can fail on user input happens before the run folder exists.
     data = load_training_data(cfg)
@@ -190,10 +194,11 @@ def fit(
     spec = model_spec(model_name, model_kwargs, data.class_names, model, norm)
     augment = Augmenter(cfg.augment)
     memory_format = torch.channels_last if cfg.channels_last and recipe.channels_last else torch.contiguous_format
-    model = model.to(memory_format=memory_format)
+    model = model.to(device=device, memory_format=memory_format)
     if teacher is not None:
-        teacher = teacher.to(memory_format=memory_format)
+        teacher = teacher.to(device=device, memory_format=memory_format)
     optimizer = make_optimizer(cfg, model)
+    scaler = grad_scaler(device, amp)
     ema = make_ema(model, cfg.ema) if cfg.ema else None
 
     fields = dict(
@@ -209,11 +214,13 @@ def fit(
     elif resume is None:
         run.update(**fields)
 
-    # Data lives in memory as uint8 tensors; batches are gathered, augmented and normalised on the fly.
-    train_x = torch.from_numpy(train.x).unsqueeze(1)
-    train_target = torch.from_numpy(train.soft) if train.soft is not None else torch.from_numpy(train.y)
-    train_y = torch.from_numpy(train.y)
-    weights = class_weights(train.y, data.num_classes) if cfg.class_weights else None
+    # Data lives on the training device as uint8 tensors (FER2013 is 83 MB); batches are gathered,
+    # augmented and normalised there. The random draws come from a CPU generator, so a run
+    # replays the same augmentations on any device and resumes across devices.
+    train_x = torch.from_numpy(train.x).unsqueeze(1).to(device)
+    train_target = (torch.from_numpy(train.soft) if train.soft is not None else torch.from_numpy(train.y)).to(device)
+    train_y = torch.from_numpy(train.y).to(device)
+    weights = class_weights(train.y, data.num_classes).to(device) if cfg.class_weights else None
     generator = torch.Generator().manual_seed(cfg.seed + 1)
     steps_per_epoch = max(1, len(train) // cfg.batch_size)  # drop the ragged last batch (BatchNorm needs >1)
     total_steps = cfg.epochs * steps_per_epoch
@@ -221,6 +228,8 @@ def fit(
     state = {"epoch": 0, "history": [], "best_acc": -1.0, "best_epoch": 0, "bad_epochs": 0, "plateau_scale": 1.0, "train_time_s": 0.0}
     if ckpt is not None:
         optimizer.load_state_dict(ckpt["optimizer"])
+        if "scaler" in ckpt:
+            scaler.load_state_dict(ckpt["scaler"])
         torch.set_rng_state(ckpt["torch_rng"])
         generator.set_state(ckpt["data_rng"])
         if ema is not None:
@@ -234,7 +243,7 @@ def fit(
         console.print(f"{run.path} stopped before its first epoch ended: training it from epoch 1")
     # Weights that are exactly zero now stay zero: the sparsity a pruning stage created survives fine-tuning.
     masks = sparsity_masks(model) if cfg.keep_sparsity else {}
-    run.update(status="running")
+    run.update(status="running", placement={"device": str(device), "amp": amp})
 
     log = console.print if progress else (lambda *args, **kwargs: None)
     bar = make_progress(progress, "loss {task.fields[loss]:.3f}", "acc {task.fields[acc]:.1%}", "{task.fields[ips]:.0f} img/s")
@@ -260,21 +269,23 @@ def fit(
                     for group in optimizer.param_groups:
                         group["lr"] = lr
                     t_data = time.perf_counter()
-                    idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
+                    idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size].to(device)
                     xb = augment(train_x[idx].float().div_(255.0), generator)
                     xb = ((xb - norm["mean"]) / norm["std"]).contiguous(memory_format=memory_format)
                     yb, target = train_y[idx], train_target[idx]
                     data_s += time.perf_counter() - t_data
 
-                    logits = model(xb)
-                    loss = F.cross_entropy(logits, target, weight=weights, label_smoothing=cfg.label_smoothing)
-                    if teacher is not None:
-                        with torch.no_grad():
-                            teacher_logits = teacher(xb)
-                        loss = distillation_loss(logits, teacher_logits, loss, cfg.distill_temperature, cfg.distill_alpha)
+                    with autocast(device, amp):
+                        logits = model(xb)
+                        loss = F.cross_entropy(logits, target, weight=weights, label_smoothing=cfg.label_smoothing)
+                        if teacher is not None:
+                            with torch.no_grad():
+                                teacher_logits = teacher(xb)
+                            loss = distillation_loss(logits, teacher_logits, loss, cfg.distill_temperature, cfg.distill_alpha)
                     optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
+                    scaler.scale(loss).backward()  # scaling only with fp16; a plain backward otherwise
+                    scaler.step(optimizer)
+                    scaler.update()
                     for param, mask in masks.items():
                         param.data.mul_(mask)
                     if ema is not None:
@@ -315,7 +326,7 @@ def fit(
                     state["bad_epochs"] += 1
                     if cfg.schedule == "plateau" and state["bad_epochs"] % PLATEAU_PATIENCE == 0:
                         state["plateau_scale"] *= 0.5
-                _save_epoch(run, model, optimizer, generator, state, ema)
+                _save_epoch(run, model, optimizer, generator, state, ema, scaler)
                 log(
                     f"epoch {epoch:>3}/{cfg.epochs}  loss {record['train_loss']:.3f}  acc {record['train_acc']:.1%}"
                     f"  val_loss {val_loss:.3f}  val_acc {record['val_acc']:.1%}{' *' if improved else '  '}"
@@ -413,7 +424,7 @@ def make_ema(model: torch.nn.Module, decay: float) -> torch.optim.swa_utils.Aver
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
-def _save_epoch(run: Run, model, optimizer, generator: torch.Generator, state: dict, ema=None) -> None:
+def _save_epoch(run: Run, model, optimizer, generator: torch.Generator, state: dict, ema=None, scaler=None) -> None:
     save_torch(
         run.path / RESUME_FILE,
         {
@@ -424,6 +435,7 @@ def _save_epoch(run: Run, model, optimizer, generator: torch.Generator, state: d
             "data_rng": generator.get_state(),
             "state": state,
             **({"ema": ema.state_dict()} if ema is not None else {}),
+            **({"scaler": scaler.state_dict()} if scaler is not None and scaler.is_enabled() else {}),
         },
     )
     write_text(run.path / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in state["history"]))

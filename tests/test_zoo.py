@@ -1,0 +1,145 @@
+"""The model zoo shipped in the package: verified files, one name everywhere, figures that match the cards."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fercomp import zoo
+from fercomp.deploy import runtime
+from fercomp.errors import ModelError, RunError
+from fercomp.runs import MANIFEST, MODEL_FILE, ONNX_FILE, Run
+
+from test_cli import one_line_error, run_cli
+
+REPO = Path(__file__).resolve().parents[1]
+PHOTO = REPO / "examples" / "astronaut.jpg"
+NAMES = zoo.names()
+
+pytestmark = pytest.mark.skipif(not NAMES, reason="this checkout ships no zoo model yet")
+
+
+@pytest.fixture
+def corrupt_zoo(tmp_path, monkeypatch):
+    """A copy of the zoo in which the default model's weights lost a byte (the installed zoo stays intact)."""
+    copy = tmp_path / "zoo"
+    shutil.copytree(zoo.MODELS_DIR, copy / "models")
+    shutil.copy2(zoo.INDEX_FILE, copy / "index.json")
+    entry = zoo.card(zoo.default_name())
+    victim = copy / "models" / entry["folder"] / (MODEL_FILE if MODEL_FILE in entry["files"] else ONNX_FILE)
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    monkeypatch.setattr(zoo, "MODELS_DIR", copy / "models")
+    monkeypatch.setattr(zoo, "INDEX_FILE", copy / "index.json")
+    zoo.forget()
+    yield victim
+    zoo.forget()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_entry_loads_weights_only_and_matches_its_card(name):
+    card = zoo.card(name)
+    folder = zoo.resolve(f"zoo:{name}")
+    for file, digest in card["files"].items():  # resolve verified them; check the card lists every shipped file
+        assert (folder / file).is_file()
+    assert sorted(p.name for p in folder.iterdir()) == sorted(card["files"])
+    run = Run.load(f"zoo:{name}")
+    assert run.is_zoo and run.ref == f"zoo:{name}" and run.manifest["status"] == "complete"
+    assert card["params"] <= {"tiny": 60_000, "compact": 250_000}.get(card["tier"], 2_000_000)
+    if (folder / MODEL_FILE).exists():
+        state = torch.load(folder / MODEL_FILE, map_location="cpu", weights_only=True)
+        assert state["format"] == "fercomp-model/1"
+        model, spec = run.load_model()
+        assert sum(p.numel() for p in model.parameters()) == card["params"]
+        assert spec["class_names"] == card["class_names"]
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if zoo.card(n)["precision"] == "fp32"])
+def test_onnx_agrees_with_the_checkpoint(name):
+    from fercomp.data.synthetic import make_synthetic
+
+    x, _ = make_synthetic(n_per_class=30, seed=3)
+    torch_probs = runtime.load(f"zoo:{name}", backend="torch").predict_proba(x)
+    onnx_probs = runtime.load(f"zoo:{name}", backend="onnxruntime").predict_proba(x)
+    assert (torch_probs.argmax(1) == onnx_probs.argmax(1)).mean() >= 0.999
+    assert np.abs(torch_probs - onnx_probs).max() < 1e-4
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_accuracy_on_real_data_equals_the_card(name, fer2013_npz):
+    from fercomp.train import evaluate_run
+
+    card = zoo.card(name)
+    for split in ("val", "test"):
+        report = evaluate_run(f"zoo:{name}", data=str(fer2013_npz), split=split, threads=2, write=False)
+        assert report["n"] == 3589
+        assert abs(report["accuracy"] - card[split]["accuracy"]) <= 0.001, (split, report["accuracy"])
+
+
+def test_bare_name_resolves_unless_a_folder_has_that_name(tmp_path, monkeypatch):
+    name = NAMES[0]
+    monkeypatch.chdir(tmp_path)
+    assert zoo.resolve(name) == zoo.resolve(f"zoo:{name}")
+    (tmp_path / name).mkdir()
+    assert zoo.resolve(name) == Path(name)  # the user's own folder wins over the zoo
+    with pytest.raises(ModelError, match="unknown zoo model zoo:nope"):
+        zoo.resolve("zoo:nope")
+
+
+def test_zoo_runs_are_read_only_and_derived_runs_go_to_artifacts(tmp_path, monkeypatch):
+    name = NAMES[0]
+    run = Run.load(f"zoo:{name}")
+    with pytest.raises(RunError, match="read-only"):
+        run.update(status="running")
+    assert run.home == Path("artifacts")
+
+
+def test_predict_without_model_uses_the_default_zoo_model_on_a_photo(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(capsys, "predict", str(PHOTO), "--out", "pred", "--no-progress")
+    assert code == 0, err
+    assert f"zoo:{zoo.default_name()}" in out + err
+    with open(tmp_path / "pred" / "predictions.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 1 and rows[0]["error"] == ""  # one face, the astronaut's
+    probs = [float(rows[0][c]) for c in zoo.card(zoo.default_name())["class_names"]]
+    assert abs(sum(probs) - 1) < 1e-3
+    assert (tmp_path / "pred" / "annotated" / "astronaut.jpg").stat().st_size > 10_000
+
+
+def test_every_stage_takes_a_zoo_name(tmp_path, capsys, monkeypatch):
+    """evaluate / export / bench / predict / ensemble / prune's teacher all resolve zoo:NAME."""
+    from fercomp.data.synthetic import make_synthetic
+
+    monkeypatch.chdir(tmp_path)
+    name = zoo.default_name()
+    x, y = make_synthetic(n_per_class=10, seed=1)
+    np.savez(tmp_path / "faces.npz", x=x, y=y)
+    code, out, err = run_cli(capsys, "evaluate", f"zoo:{name}", "--data", "faces.npz", "--json")
+    assert code == 0, err
+    assert not any(p.name.startswith("eval_") for p in zoo.resolve(name).iterdir())  # nothing written into the package
+    code, _, err = run_cli(capsys, "predict", str(PHOTO), "--model", name, "--out", "p2", "--no-progress")
+    assert code == 0, err
+
+
+def test_corrupted_zoo_file_is_one_line_and_exit_2(corrupt_zoo, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(capsys, "predict", str(PHOTO), "--no-progress")
+    assert code == 2
+    line = one_line_error(err)
+    assert "corrupted" in line and corrupt_zoo.name in line
+    assert not (tmp_path / "artifacts").exists()
+
+
+def test_zoo_model_without_its_data_says_pass_data(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(capsys, "evaluate", f"zoo:{NAMES[0]}")
+    assert code == 2
+    line = one_line_error(err)
+    assert "is not on this machine; pass --data" in line and zoo.card(NAMES[0])["data"]["file"] in line
