@@ -7,6 +7,7 @@ user's mistake (FercompError, or a flag Click rejects) prints one line on stderr
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any, Optional
 
@@ -31,6 +32,8 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Inspect data sources.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+
+_ARGV: list[str] = []  # this invocation's arguments (see _launch_processes)
 
 DATA_HELP = "fer2013.csv, an .npz, an image folder, or 'synthetic' (default: synthetic faces)"
 
@@ -62,7 +65,7 @@ def _pct(x: Optional[float]) -> str:
 
 
 # Flags that may differ when resuming: they change where and how visibly a run trains, not what it learns.
-RESUME_MAY_CHANGE = {"resume", "epochs", "threads", "progress", "device", "amp"}
+RESUME_MAY_CHANGE = {"resume", "epochs", "threads", "progress", "device", "amp", "nproc"}
 
 
 def _changed_on_resume(ctx: typer.Context) -> list[str]:
@@ -117,10 +120,16 @@ def train(
                                         "it is validated and saved"),
     temperature: float = typer.Option(4.0, help="with --teacher: distillation temperature"),
     distill_alpha: float = typer.Option(0.7, help="with --teacher: weight of the teacher's soft targets"),
+    sync_bn: bool = typer.Option(False, "--sync-bn", help="several GPUs: BatchNorm statistics over the global batch"),
+    nproc: int = typer.Option(1, help="train in N processes on this machine (torchrun's launcher; "
+                                      "--batch-size is the global batch)"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Train a model into a run folder (checkpointed every epoch, resumable)."""
     from .train import TrainConfig, fit
+
+    if nproc != 1:
+        raise typer.Exit(_launch_processes(nproc))
 
     kwargs = _parse_model_args(model_arg)
     if pretrained:
@@ -138,7 +147,7 @@ def train(
         early_stop=early_stop, seed=seed, threads=threads, out=out, channels_last=channels_last,
         extra_data=extra_data, head_epochs=head_epochs, unfreeze=unfreeze, finetune_lr=finetune_lr,
         distill_from=teacher, distill_temperature=temperature, distill_alpha=distill_alpha, ema=ema,
-        device=device, amp=amp,
+        device=device, amp=amp, sync_bn=sync_bn,
     )
     if resume:
         changed = _changed_on_resume(ctx)
@@ -164,7 +173,29 @@ def train(
         target = resume or cfg.out or f"artifacts/{model}[-N] (the run folder printed above)"
         console.print(f"interrupted; continue with: fercomp train --resume {target}")
         raise typer.Exit(interrupted_exit_code(exc))
-    _print_run_summary(run)
+    if int(os.environ.get("RANK", "0")) == 0:
+        _print_run_summary(run)
+
+
+def _launch_processes(nproc: int) -> int:
+    """`fercomp train --nproc N ...` = `torchrun --standalone --nproc-per-node N -m fercomp.cli train ...`."""
+    if nproc < 1:
+        raise ConfigError(f"--nproc must be >= 1 (got {nproc})")
+    if "WORLD_SIZE" in os.environ:
+        raise ConfigError("--nproc starts its own processes; under torchrun, leave it out")
+    argv = list(_ARGV)
+    for i, item in enumerate(argv):  # drop --nproc N / --nproc=N, keep everything else as typed
+        if item == "--nproc":
+            del argv[i : i + 2]
+            break
+        if item.startswith("--nproc="):
+            del argv[i]
+            break
+    import subprocess
+
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+               "-m", "fercomp.cli", *argv]
+    return subprocess.call(command, env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")})
 
 
 def _resumable_stage(path: str) -> Optional[str]:
@@ -627,6 +658,7 @@ def _root(
 def main(argv: Optional[list[str]] = None) -> int:
     """Entry point: user mistakes become one line on stderr and exit status 2."""
     terminate_as_interrupt()  # SIGTERM stops a stage the way Ctrl-C does: run marked interrupted, exit 143
+    _ARGV[:] = list(sys.argv[1:] if argv is None else argv)  # `train --nproc` relaunches these arguments
     try:
         result = app(args=argv, standalone_mode=False)
         return result if isinstance(result, int) else 0

@@ -76,6 +76,7 @@ class TrainConfig:
     # bf16 autocast on a GPU that has it, fp32 elsewhere). A resume may change both.
     device: str | None = None
     amp: str | None = None
+    sync_bn: bool = False  # under torchrun on GPUs: BatchNorm statistics over the global batch
 
     # NHWC activations: ~25% faster conv training on this CPU (oneDNN); off for models where it is not.
     channels_last: bool = True

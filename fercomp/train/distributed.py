@@ -175,3 +175,33 @@ def wrap(model: torch.nn.Module, device: torch.device, group: Group, sync_bn: bo
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return getattr(model, "module", model)
+
+
+def barrier(group: Group) -> None:
+    if group.distributed:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+class FollowerRun:
+    """What every rank but 0 holds instead of the run folder: its path, and writes that do nothing
+    (rank 0 alone writes the manifest, checkpoints, plots and logs)."""
+
+    def __init__(self, path) -> None:
+        from pathlib import Path
+
+        self.path = Path(path)
+        self.manifest: dict = {}
+
+    def lock(self) -> "FollowerRun":
+        return self
+
+    def unlock(self) -> None:
+        pass
+
+    def update(self, **fields) -> None:
+        pass
+
+    def save_model(self, model, spec) -> None:
+        pass

@@ -32,7 +32,21 @@ from ..models import count_macs, count_params, create, fit_to_state_dict
 from ..runs import DEFAULT_NORMALIZATION, RESUME_FILE, Run, load_checkpoint, load_state_file, model_spec, now_iso
 from ..ui import console, make_progress
 from .config import TrainConfig
-from .distributed import autocast, grad_scaler, resolve_amp, resolve_device
+from .distributed import (
+    FollowerRun,
+    all_reduce_sum,
+    autocast,
+    barrier,
+    broadcast_object,
+    grad_scaler,
+    join_group,
+    leave_group,
+    require_divisible,
+    resolve_amp,
+    resolve_device,
+    shard,
+    wrap,
+)
 from .phases import check_two_phase, frozen_stages, in_head_phase
 from .evaluate import evaluate_model, write_evaluation
 from .losses import distillation_loss
@@ -146,8 +160,14 @@ def fit(
     (quantization-aware training); default: float.
     """
     recipe = recipe or FloatRecipe()
+    group = join_group(resolve_device(cfg.device))  # one process, or this rank of torchrun's group
+    if group.distributed and (run is not None or type(recipe) is not FloatRecipe):
+        raise ConfigError("pruning fine-tunes and quantization-aware training run in one process; "
+                          "start them without torchrun")
+    progress = progress and group.is_main  # one progress bar and log, from rank 0
     if resume is not None:
-        run = Run.load(resume).lock()  # one writer: a second resume of the same run stops here
+        run = Run.load(resume)
+        run = run.lock() if group.is_main else FollowerRun(run.path)  # one writer: a second resume stops here
         given = cfg  # where it runs may change on resume (threads, device, precision); what it learns may not
         cfg = resumed_config(run, extend_to)
         cfg = replace(cfg, threads=given.threads or cfg.threads, device=given.device or cfg.device,
@@ -157,6 +177,8 @@ def fit(
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     amp = resolve_amp(cfg.amp, device)
+    if cfg.sync_bn and device.type != "cuda":
+        raise ConfigError("--sync-bn needs CUDA: PyTorch's SyncBatchNorm works on GPU modules only")
 
     # Everything that can fail on user input happens before the run folder exists.
     data = load_training_data(cfg)
@@ -197,9 +219,11 @@ def fit(
     model = model.to(device=device, memory_format=memory_format)
     if teacher is not None:
         teacher = teacher.to(device=device, memory_format=memory_format)
+    require_divisible(cfg.batch_size, group)
     optimizer = make_optimizer(cfg, model)
     scaler = grad_scaler(device, amp)
     ema = make_ema(model, cfg.ema) if cfg.ema else None
+    trained = wrap(model, device, group, cfg.sync_bn)  # DDP under torchrun: gradients averaged over ranks
 
     fields = dict(
         config=cfg.to_dict(),
@@ -210,7 +234,10 @@ def fit(
         macs=float_macs,
     )
     if run is None:
-        run = Run.create(cfg.out or default_run_path(cfg.model), stage="train", **fields)
+        if group.is_main:
+            run = Run.create(cfg.out or default_run_path(cfg.model), stage="train", **fields)
+        path = broadcast_object(str(run.path) if group.is_main else None, group)
+        run = run if group.is_main else FollowerRun(path)
     elif resume is None:
         run.update(**fields)
 
@@ -266,17 +293,20 @@ def fit(
                 for i in range(steps_per_epoch):
                     step = (epoch - 1) * steps_per_epoch + i
                     lr = learning_rate(cfg, step, total_steps, steps_per_epoch, state["plateau_scale"])
-                    for group in optimizer.param_groups:
-                        group["lr"] = lr
+                    for param_group in optimizer.param_groups:
+                        param_group["lr"] = lr
                     t_data = time.perf_counter()
                     idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size].to(device)
-                    xb = augment(train_x[idx].float().div_(255.0), generator)
+                    # Every rank augments the whole global batch (the same random draws as one process)
+                    # and keeps its share of it.
+                    xb = shard(augment(train_x[idx].float().div_(255.0), generator), group)
                     xb = ((xb - norm["mean"]) / norm["std"]).contiguous(memory_format=memory_format)
+                    idx = shard(idx, group)
                     yb, target = train_y[idx], train_target[idx]
                     data_s += time.perf_counter() - t_data
 
                     with autocast(device, amp):
-                        logits = model(xb)
+                        logits = trained(xb)
                         loss = F.cross_entropy(logits, target, weight=weights, label_smoothing=cfg.label_smoothing)
                         if teacher is not None:
                             with torch.no_grad():
@@ -297,6 +327,7 @@ def fit(
                     elapsed = time.perf_counter() - t_epoch
                     bar.update(task, advance=1, loss=loss_sum / seen, acc=correct / seen, ips=seen / elapsed)
                 bar.remove_task(task)
+                loss_sum, correct, seen = all_reduce_sum([loss_sum, correct, seen], group)  # the global batch's figures
                 train_s = time.perf_counter() - t_epoch
 
                 selected = ema.module if ema is not None else model  # what is validated is what is saved
@@ -326,7 +357,8 @@ def fit(
                     state["bad_epochs"] += 1
                     if cfg.schedule == "plateau" and state["bad_epochs"] % PLATEAU_PATIENCE == 0:
                         state["plateau_scale"] *= 0.5
-                _save_epoch(run, model, optimizer, generator, state, ema, scaler)
+                if group.is_main:
+                    _save_epoch(run, model, optimizer, generator, state, ema, scaler)
                 log(
                     f"epoch {epoch:>3}/{cfg.epochs}  loss {record['train_loss']:.3f}  acc {record['train_acc']:.1%}"
                     f"  val_loss {val_loss:.3f}  val_acc {record['val_acc']:.1%}{' *' if improved else '  '}"
@@ -345,7 +377,14 @@ def fit(
         run.unlock()
         raise
 
-    return recipe.finish(run, cfg, data, state, model)
+    if not group.is_main:  # rank 0 evaluates the best weights and closes the run; the others wait for it
+        barrier(group)
+        leave_group(group)
+        return Run.load(run.path)
+    finished = recipe.finish(run, cfg, data, state, model)
+    barrier(group)
+    leave_group(group)
+    return finished
 
 
 def load_teacher(ref: str, class_names) -> torch.nn.Module:
