@@ -109,15 +109,21 @@ def test_csv(files, tmp_path, data):
     only_fercomp_errors(lambda: load_data(path))
 
 
+def folder_with_one_damaged_file(source: Path, target: Path, member: str, data, keep=None) -> Path:
+    """A fresh copy of the folder `source` (only the files in `keep`, if given) with `member` damaged."""
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(source, target, ignore=None if keep is None else
+                    lambda folder, names: [n for n in names if n not in keep])
+    original = source / member
+    fuzz_file((target / member).parent, original, data.draw(damage(original.stat().st_size)))
+    return target
+
+
 @pytest.mark.parametrize("image", ["0.png", "0.jpg"])
 @FUZZ
 @given(data=st.data())
 def test_image_folder(files, tmp_path, image, data):
-    folder = tmp_path / "folder"
-    shutil.rmtree(folder, ignore_errors=True)
-    shutil.copytree(files / "folder", folder)
-    source = files / "folder" / "happy" / image
-    fuzz_file(folder / "happy", source, data.draw(damage(source.stat().st_size)))
+    folder = folder_with_one_damaged_file(files / "folder", tmp_path / "folder", f"happy/{image}", data)
     only_fercomp_errors(lambda: load_data(folder))
 
 
@@ -125,13 +131,8 @@ def test_image_folder(files, tmp_path, image, data):
 @FUZZ
 @given(data=st.data())
 def test_run_folder(files, tmp_path, member, data):
-    folder = tmp_path / "run"
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir()
-    for name in ("manifest.json", "model.pt"):
-        shutil.copy2(files / "run" / name, folder / name)
-    source = files / "run" / member
-    fuzz_file(folder, source, data.draw(damage(source.stat().st_size)))
+    folder = folder_with_one_damaged_file(files / "run", tmp_path / "run", member, data,
+                                          keep={"manifest.json", "model.pt"})
     only_fercomp_errors(lambda: Run.load(folder).load_model())
 
 

@@ -36,7 +36,7 @@ MODEL_ARG_PREFIX = "model."
 # Fields a search may vary; model kwargs go as model.<name>.
 TUNABLE = {f.name for f in fields(TrainConfig)} - {
     "model", "model_kwargs", "data", "labels", "class_map", "ferplus_csv", "out", "threads",
-    "evaluate_test", "init_from", "distill_from", "extra_data",
+    "evaluate_test", "init_from", "distill_from", "extra_data", "device", "amp", "sync_bn",  # where, not what
 }
 
 
