@@ -1,10 +1,17 @@
-"""A stand-in for TensorRT 10's Python module and for GPU memory, so the code around TensorRT runs here.
+"""A stand-in for TensorRT's Python module and for GPU memory, so the code around TensorRT runs here.
 
-It exposes only the TensorRT names fercomp is written against (a misspelt or undocumented call
-fails with AttributeError), records what the builder was asked for, and "builds" an engine that
-is the ONNX itself plus a header; its execution context runs that ONNX in ONNX Runtime, reading
-and writing the fake device memory through the addresses it was given. This tests fercomp's
-plumbing (flags, profiles, I/O names, shapes, buffers, chunking, metadata), not TensorRT.
+It exposes only the TensorRT names fercomp is written against (a misspelt, undocumented or
+removed call fails with AttributeError), in two personalities chosen by the version string:
+- TensorRT 10: weak typing (`BuilderFlag.FP16` / `INT8`) and the opt-in STRONGLY_TYPED network flag;
+- TensorRT 11: no precision builder flags, no EXPLICIT_BATCH, every network strongly typed, so an
+  fp16 engine comes only from an fp16 ONNX (and then takes and returns float16).
+It records what the builder was asked for, and "builds" an engine that is the ONNX itself plus a
+header; its execution context runs that ONNX in ONNX Runtime, reading and writing the fake device
+memory through the addresses it was given, in the dtypes the engine reports. Like the real API it
+answers with return values (False, None), not exceptions, where fercomp checks them. A test can
+make the engine wrong (`trt.corrupt_outputs`) to prove the parity gates refuse it. This tests
+fercomp's plumbing (flags, profiles, I/O names, dtypes, shapes, buffers, chunking, metadata), not
+TensorRT.
 """
 
 from __future__ import annotations
@@ -18,15 +25,25 @@ import onnx
 import onnxruntime as ort
 
 HEADER = b"FAKE-TRT-ENGINE\n"
+ORT_TO_NUMPY = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 
 
 class FakeCuda:
-    """Device memory as host byte arrays keyed by fake pointers; the interface of CudaRuntime."""
+    """Device memory as host byte arrays keyed by fake pointers; the interface of CudaRuntime.
+
+    `open` stands in for the CudaRuntime constructor: `opened` and `closed` count streams, so a
+    test can check every TrtModel closed the stream it opened and freed its buffers."""
 
     def __init__(self):
         self.memory: dict[int, bytearray] = {}
         self._next = 0x1000
         self.stream_handle = 7
+        self.opened = self.closed = 0
+        self.copies = 0  # host<->device copies, to tell timed copies from copy-free execution
+
+    def open(self, *args, **kwargs) -> "FakeCuda":
+        self.opened += 1
+        return self
 
     def malloc(self, nbytes: int) -> int:
         ptr, self._next = self._next, self._next + nbytes + 256
@@ -37,23 +54,32 @@ class FakeCuda:
         del self.memory[ptr]
 
     def copy_to_device(self, ptr: int, host: np.ndarray) -> None:
+        self.copies += 1
         self.memory[ptr][: host.nbytes] = host.tobytes()
 
     def copy_to_host(self, host: np.ndarray, ptr: int) -> None:
+        self.copies += 1
         host[...] = np.frombuffer(bytes(self.memory[ptr][: host.nbytes]), dtype=host.dtype).reshape(host.shape)
 
     def synchronize(self) -> None:
         pass
 
     def close(self) -> None:
-        pass
+        self.closed += 1
+
+
+def major(version: str) -> int:
+    return int(version.split(".")[0])
 
 
 def make_module(cuda: FakeCuda, version: str = "10.3.0") -> types.ModuleType:
     trt = types.ModuleType("tensorrt")
     trt.__version__ = version
     trt.calls = []  # (what, details) in call order
-    trt.corrupt_outputs = False  # a test sets it to get an engine that disagrees with ONNX Runtime
+    # a test sets it to get an engine that disagrees with ONNX Runtime: True swaps the classes'
+    # order (every answer wrong), a float adds that much noise to the logits (some answers wrong)
+    trt.corrupt_outputs = False
+    strong_only = major(version) >= 11
 
     class _Severity(enum.IntEnum):
         INTERNAL_ERROR = 0
@@ -73,18 +99,33 @@ def make_module(cuda: FakeCuda, version: str = "10.3.0") -> types.ModuleType:
 
         def __init__(self, min_severity=_Severity.WARNING):
             super().__init__()
+            self.messages = []
 
         def log(self, severity, msg):
-            pass
+            self.messages.append((severity, msg))
 
-    NetworkDefinitionCreationFlag = enum.IntEnum("NetworkDefinitionCreationFlag", {"EXPLICIT_BATCH": 0, "STRONGLY_TYPED": 1})
-    BuilderFlag = enum.IntEnum("BuilderFlag", {"FP16": 0, "INT8": 1, "TF32": 6, "SPARSE_WEIGHTS": 7})
+    if strong_only:  # TensorRT 11: weak typing and EXPLICIT_BATCH are gone; STRONGLY_TYPED is accepted, implied
+        NetworkDefinitionCreationFlag = enum.IntEnum("NetworkDefinitionCreationFlag", {"STRONGLY_TYPED": 1})
+        BuilderFlag = enum.IntEnum("BuilderFlag", {"TF32": 6, "SPARSE_WEIGHTS": 7})
+    else:
+        NetworkDefinitionCreationFlag = enum.IntEnum("NetworkDefinitionCreationFlag",
+                                                     {"EXPLICIT_BATCH": 0, "STRONGLY_TYPED": 1})
+        BuilderFlag = enum.IntEnum("BuilderFlag", {"FP16": 0, "INT8": 1, "TF32": 6, "SPARSE_WEIGHTS": 7})
     MemoryPoolType = enum.IntEnum("MemoryPoolType", {"WORKSPACE": 0})
     TensorIOMode = enum.IntEnum("TensorIOMode", {"NONE": 0, "INPUT": 1, "OUTPUT": 2})
+    DataType = enum.IntEnum("DataType", {"FLOAT": 0, "HALF": 1, "INT8": 2, "INT32": 3})
+    NUMPY = {DataType.FLOAT: np.float32, DataType.HALF: np.float16, DataType.INT8: np.int8,
+             DataType.INT32: np.int32}
+
+    def nptype(trt_type):
+        return NUMPY[DataType(trt_type)]
+
+    def data_type(ort_type: str):
+        return DataType.HALF if ort_type == "tensor(float16)" else DataType.FLOAT
 
     class Network:
         def __init__(self, flags):
-            self.flags, self.onnx_bytes, self.dynamic = flags, None, False
+            self.flags, self.onnx_bytes, self.dynamic, self.input_type = flags, None, False, None
 
     class OnnxParser:
         def __init__(self, network, logger):
@@ -106,8 +147,10 @@ def make_module(cuda: FakeCuda, version: str = "10.3.0") -> types.ModuleType:
                     if zero_point is not None and (zero_point.dtype != np.int8 or np.any(zero_point != 0)):
                         self.errors.append(f"{node.name}: unsupported zero point {zero_point.dtype}")
                         return False
+            first = model.graph.input[0].type.tensor_type
             self.network.onnx_bytes = data
-            self.network.dynamic = any(not d.HasField("dim_value") for d in model.graph.input[0].type.tensor_type.shape.dim)
+            self.network.dynamic = any(not d.HasField("dim_value") for d in first.shape.dim)
+            self.network.input_type = onnx.TensorProto.DataType.Name(first.elem_type)
             return True
 
         @property
@@ -169,7 +212,7 @@ def make_module(cuda: FakeCuda, version: str = "10.3.0") -> types.ModuleType:
             return Profile()
 
         def build_serialized_network(self, network, config):
-            strongly_typed = bool(network.flags & (1 << NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+            strongly_typed = strong_only or bool(network.flags & (1 << NetworkDefinitionCreationFlag.STRONGLY_TYPED))
             if strongly_typed and config.flags & {"FP16", "INT8"}:
                 self.logger.log(_Severity.ERROR, "precision flags are not allowed on a strongly typed network")
                 return None
@@ -178,7 +221,8 @@ def make_module(cuda: FakeCuda, version: str = "10.3.0") -> types.ModuleType:
                 return None
             record = {"flags": sorted(config.flags), "strongly_typed": strongly_typed, "pools": config.pools,
                       "profiles": [{k: [list(s) for s in v] for k, v in p.shapes.items()} for p in config.profiles],
-                      "cache_in": config.cache.data.decode() if config.cache else None}
+                      "cache_in": config.cache.data.decode() if config.cache else None,
+                      "input_type": network.input_type}
             trt.calls.append(("build", record))
             self.logger.log(_Severity.INFO, "fake build done")
             self.logger.log(_Severity.VERBOSE, "verbose noise")
@@ -189,8 +233,10 @@ def make_module(cuda: FakeCuda, version: str = "10.3.0") -> types.ModuleType:
             self.session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
             i, o = self.session.get_inputs()[0], self.session.get_outputs()[0]
             self.names = [i.name, o.name]
+            self.types = {i.name: data_type(i.type), o.name: data_type(o.type)}
             self.static_batch = i.shape[0] if isinstance(i.shape[0], int) else None
             self.input_chw = tuple(i.shape[1:])
+            self.classes = o.shape[1]
             self.profile = record["profiles"][0][i.name] if record["profiles"] else None
             self.num_io_tensors = 2
 
@@ -198,12 +244,16 @@ def make_module(cuda: FakeCuda, version: str = "10.3.0") -> types.ModuleType:
             return self.names[index]
 
         def get_tensor_mode(self, name):
+            if name not in self.names:
+                return TensorIOMode.NONE
             return TensorIOMode.INPUT if name == self.names[0] else TensorIOMode.OUTPUT
 
+        def get_tensor_dtype(self, name):
+            return self.types[name]
+
         def get_tensor_shape(self, name):
-            if name != self.names[0]:
-                raise KeyError(name)
-            return (self.static_batch if self.static_batch else -1, *self.input_chw)
+            batch = self.static_batch if self.static_batch else -1
+            return (batch, *self.input_chw) if name == self.names[0] else (batch, self.classes)
 
         def get_tensor_profile_shape(self, name, profile_index):
             return [tuple(s) for s in self.profile]
@@ -218,28 +268,35 @@ def make_module(cuda: FakeCuda, version: str = "10.3.0") -> types.ModuleType:
                 self.shape = (engine.static_batch, *engine.input_chw)
 
         def set_input_shape(self, name, shape):
+            """False, as TensorRT answers, for a shape outside the profile (it logs, never raises)."""
+            if self.engine.profile is None:  # a fixed-shape engine takes its own shape only
+                return tuple(shape) == self.shape
             lo, hi = self.engine.profile[0][0], self.engine.profile[2][0]
-            if not lo <= shape[0] <= hi:
-                raise ValueError(f"batch {shape[0]} outside the profile [{lo}, {hi}]")
+            if name != self.engine.names[0] or tuple(shape[1:]) != self.engine.input_chw or not lo <= shape[0] <= hi:
+                return False
             self.shape = tuple(shape)
             return True
 
         def get_tensor_shape(self, name):
             if name == self.engine.names[0]:
                 return self.shape
-            return (self.shape[0], self.engine.session.get_outputs()[0].shape[1])
+            return (self.shape[0], self.engine.classes)
 
         def set_tensor_address(self, name, ptr):
+            if name not in self.engine.names:
+                return False
             self.addresses[name] = ptr
             return True
 
         def execute_async_v3(self, stream_handle):
             inp, out = self.engine.names
-            n = int(np.prod(self.shape))
-            x = np.frombuffer(bytes(cuda.memory[self.addresses[inp]][: 4 * n]), np.float32).reshape(self.shape)
-            y = self.engine.session.run(None, {inp: x})[0].astype(np.float32)
-            if trt.corrupt_outputs:
-                y = np.ascontiguousarray(y[:, ::-1])
+            if set(self.addresses) != {inp, out} or self.shape is None:
+                return False
+            in_type, out_type = nptype(self.engine.types[inp]), nptype(self.engine.types[out])
+            n = int(np.prod(self.shape)) * np.dtype(in_type).itemsize
+            x = np.frombuffer(bytes(cuda.memory[self.addresses[inp]][:n]), in_type).reshape(self.shape)
+            y = self.engine.session.run(None, {inp: x})[0].astype(out_type)
+            y = _corrupt(y, trt.corrupt_outputs)
             cuda.memory[self.addresses[out]][: y.nbytes] = y.tobytes()
             return True
 
@@ -255,9 +312,20 @@ def make_module(cuda: FakeCuda, version: str = "10.3.0") -> types.ModuleType:
 
     for name, value in dict(ILogger=ILogger, Logger=Logger, NetworkDefinitionCreationFlag=NetworkDefinitionCreationFlag,
                             BuilderFlag=BuilderFlag, MemoryPoolType=MemoryPoolType, TensorIOMode=TensorIOMode,
-                            OnnxParser=OnnxParser, Builder=Builder, Runtime=Runtime).items():
+                            DataType=DataType, nptype=nptype, OnnxParser=OnnxParser, Builder=Builder,
+                            Runtime=Runtime).items():
         setattr(trt, name, value)
     return trt
+
+
+def _corrupt(y: np.ndarray, how) -> np.ndarray:
+    """The logits of a wrong engine: classes swapped (True) or noise of that scale (a float)."""
+    if how is True:
+        return np.ascontiguousarray(y[:, ::-1])
+    if how:
+        noise = np.random.default_rng(len(y)).standard_normal(y.shape) * float(how)
+        return (y.astype(np.float32) + noise).astype(y.dtype)
+    return y
 
 
 def install(monkeypatch, version: str = "10.3.0") -> tuple[types.ModuleType, FakeCuda]:
@@ -269,5 +337,5 @@ def install(monkeypatch, version: str = "10.3.0") -> tuple[types.ModuleType, Fak
     cuda = FakeCuda()
     trt = make_module(cuda, version)
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
-    monkeypatch.setattr(trt_runtime, "CudaRuntime", lambda *a, **k: cuda)
+    monkeypatch.setattr(trt_runtime, "CudaRuntime", cuda.open)
     return trt, cuda

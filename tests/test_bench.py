@@ -161,3 +161,36 @@ def test_a_workers_peak_memory_is_its_own():
     child = subprocess.run([sys.executable, "-c", "from fercomp.deploy.board.timing import peak_rss_mb; "
                             "print(peak_rss_mb())"], capture_output=True, text=True, check=True)
     assert float(child.stdout) < peak_rss_mb() - 250 and ballast.sum() > 0
+
+
+def test_tensorrt_rows_report_latency_with_and_without_copies(family, tmp_path, monkeypatch):
+    """Through the fake TensorRT: an engine is benchmarked with copies (p50_ms) and without them
+    (compute_p50_ms), and its CUDA stream and buffers are released afterwards."""
+    import shutil
+
+    import fake_tensorrt
+    import torch
+
+    from fercomp.deploy.export import ExportConfig, export_run
+
+    base, _ = family
+    run_path = tmp_path / "base"
+    shutil.copytree(base.path, run_path)
+    trt, cuda = fake_tensorrt.install(monkeypatch)
+    export_run(ExportConfig(run=str(run_path), trt=True, max_batch=8, opt_batch=4, parity_images=20), progress=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # the fake stands in for the GPU
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: "Fake GPU")
+    copies_before = cuda.copies
+    rows = bench_models(BenchConfig(models=[str(run_path)], backends=("tensorrt", "onnxruntime"), batch_sizes=(1, 8, 16),
+                                    iters=3, warmup=1), device="cpu")
+    trt_rows = [r for r in rows if r["backend"] == "tensorrt"]
+    assert [r["status"] for r in trt_rows] == ["ok"] * 3 and trt_rows[0]["device"] == "Fake GPU"
+    for r in trt_rows[:2]:
+        assert r["p50_ms"] > 0 and r["compute_p50_ms"] > 0 and r["compute_p95_ms"] >= r["compute_p50_ms"]
+    assert trt_rows[2]["compute_p50_ms"] is None  # 16 is two engine calls: no single copy-free call to time
+    assert trt_rows[0]["accuracy"] == pytest.approx(base.manifest["metrics"]["test_acc"], abs=1e-9)
+    assert all(r["compute_p50_ms"] is None for r in rows if r["backend"] == "onnxruntime")
+    # timed with copies: 2 per call (in, out); without: one staging copy per batch size, then none
+    timed_calls = 3 * (1 + 3)
+    assert cuda.copies - copies_before >= 2 * timed_calls
+    assert cuda.opened == cuda.closed and cuda.memory == {}

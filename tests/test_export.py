@@ -17,7 +17,7 @@ from fercomp.deploy import export as export_module
 from fercomp.deploy.export import ExportConfig, ParityError, export_run, parity
 from fercomp.deploy.onnx_export import export_onnx, read_metadata
 from fercomp.deploy.runtime import OnnxPredictor, TorchPredictor, load
-from fercomp.deploy.tensorrt import EngineSpec, build_settings, trtexec_command
+from fercomp.deploy.tensorrt import EngineSpec, build_settings, to_fp16_onnx, trtexec_command
 from fercomp.errors import ConfigError
 from fercomp.models import create, list_models
 from fercomp.runs import Run, model_spec
@@ -176,8 +176,12 @@ def test_build_settings_map_precision_sparsity_and_profile():
     int8 = build_settings(EngineSpec(input_name="input", input_shape=(1, 48, 48), precision="int8"), 10)
     assert int8.network_flags == ("STRONGLY_TYPED",) and int8.builder_flags == ()
     assert build_settings(EngineSpec("input", (1, 48, 48), dynamic_batch=False)).profile is None
-    with pytest.raises(ConfigError, match="TensorRT 11"):
-        build_settings(spec, 11)
+    assert not s.fp16_onnx
+    # TensorRT 11: no weak typing, so fp16 comes from an fp16 ONNX and no precision flag is set
+    s11 = build_settings(spec, 11)
+    assert s11.builder_flags == ("SPARSE_WEIGHTS",) and s11.network_flags == () and s11.fp16_onnx
+    int8_11 = build_settings(EngineSpec(input_name="input", input_shape=(1, 48, 48), precision="int8"), 11)
+    assert int8_11.network_flags == () and int8_11.builder_flags == () and not int8_11.fp16_onnx
     with pytest.raises(ConfigError, match="min <= opt <= max"):
         build_settings(EngineSpec("input", (1, 48, 48), opt_batch=512, max_batch=256))
 
@@ -192,6 +196,36 @@ def test_trtexec_command_matches_the_python_builder():
     assert "--fp16" in static and not any(a.startswith("--minShapes") for a in static)
 
 
+def test_trtexec_command_for_tensorrt_11_has_no_weak_typing_flags():
+    fp16 = trtexec_command(EngineSpec("input", (1, 48, 48), precision="fp16", sparse=True), tensorrt_major=11)
+    assert "--onnx=model_fp16.onnx" in fp16 and "--sparsity=enable" in fp16
+    assert not {"--fp16", "--int8", "--stronglyTyped"} & set(fp16)
+    int8 = trtexec_command(EngineSpec("input", (1, 48, 48), precision="int8"), tensorrt_major=11)
+    assert "--onnx=model.onnx" in int8 and not {"--fp16", "--int8", "--stronglyTyped"} & set(int8)
+
+
+def test_fp16_copy_of_an_onnx_computes_what_the_fp32_one_does(family, tmp_path):
+    import onnxruntime as ort
+
+    run = copy_run(family["base"], tmp_path)
+    export_run(ExportConfig(run=str(run.path), parity_images=5), progress=False)
+    fp32 = onnx.load(str(run.path / "model.onnx"))
+    before = fp32.SerializeToString()
+    fp16 = to_fp16_onnx(fp32)
+    assert fp32.SerializeToString() == before  # the caller's model is untouched
+    floats = [t for t in fp16.graph.initializer if t.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)]
+    assert floats and all(t.data_type == onnx.TensorProto.FLOAT16 for t in floats)
+    assert fp16.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+    assert fp16.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+    assert read_metadata(fp16) == read_metadata(fp32)
+    x = np.random.default_rng(0).standard_normal((16, 1, 48, 48)).astype(np.float32)
+    y32 = ort.InferenceSession(before, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    y16 = ort.InferenceSession(fp16.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, {"input": x.astype(np.float16)})[0]
+    assert y16.dtype == np.float16 and np.abs(y16.astype(np.float32) - y32).max() < 0.05
+    assert (y16.argmax(1) == y32.argmax(1)).mean() >= 0.9
+
+
 # -- TensorRT plumbing through a fake TensorRT -----------------------------------------------------------------
 
 def test_export_trt_builds_verifies_and_loads_an_engine(family, tmp_path, monkeypatch):
@@ -199,6 +233,7 @@ def test_export_trt_builds_verifies_and_loads_an_engine(family, tmp_path, monkey
     run = copy_run(family["base"], tmp_path)
     report = export_run(ExportConfig(run=str(run.path), trt=True, precision="fp16", max_batch=64, opt_batch=16),
                         progress=False)
+    assert cuda.opened == cuda.closed == 1 and cuda.memory == {}  # the parity check closed its engine
     (what, record), = trt.calls
     assert record["flags"] == ["FP16"] and not record["strongly_typed"]
     assert record["profiles"] == [{"input": [[1, 1, 48, 48], [16, 1, 48, 48], [64, 1, 48, 48]]}]
@@ -217,8 +252,16 @@ def test_export_trt_builds_verifies_and_loads_an_engine(family, tmp_path, monkey
     engine = load(run.path, backend="tensorrt")
     assert engine.backend == "tensorrt" and engine.model.max_batch == 64
     np.testing.assert_allclose(engine.predict_proba(x), load(run.path).predict_proba(x), atol=1e-5)
-    np.testing.assert_allclose(load(run.path / "model.engine").predict_proba(x[:3]),
-                               engine.predict_proba(x[:3]), atol=1e-7)
+    with load(run.path / "model.engine") as again:
+        np.testing.assert_allclose(again.predict_proba(x[:3]), engine.predict_proba(x[:3]), atol=1e-7)
+    engine.close()
+    engine.close()  # twice is harmless
+    assert cuda.opened == cuda.closed and cuda.memory == {}
+    # a shape outside the profile is refused the way TensorRT refuses it: set_input_shape answers False
+    with load(run.path, backend="tensorrt") as engine:
+        assert engine.model.context.set_input_shape("input", (65, 1, 48, 48)) is False
+        with pytest.raises(RuntimeError, match="outside its optimization profile"):
+            engine.model._run(np.zeros((65, 1, 48, 48), np.float32))
     # a second build reuses the timing cache it wrote
     export_run(ExportConfig(run=str(run.path), trt=True, precision="fp16", parity_images=10), progress=False)
     assert trt.calls[-1][1]["cache_in"] == "fresh-cache+1"
@@ -262,15 +305,28 @@ def test_uint8_qdq_is_refused_for_tensorrt_before_building(family, tmp_path, mon
     assert not (run.path / "model.engine").exists()
 
 
-def test_an_engine_that_disagrees_is_not_kept(family, tmp_path, monkeypatch, capsys):
-    trt, _ = fake_tensorrt.install(monkeypatch)
-    trt.corrupt_outputs = True
-    run = copy_run(family["base"], tmp_path)
-    assert main(["export", str(run.path), "--trt", "--no-progress"]) == 2
-    assert "engine not kept" in capsys.readouterr().err
+@pytest.mark.parametrize("which, version, argv, corruption", [
+    ("base", "10.3.0", [], True),  # every answer wrong
+    ("base", "10.3.0", ["--fp16"], 4.0),  # noisy logits: some answers wrong, below the 99% gate
+    ("base", "11.4.0", ["--fp16"], 4.0),
+    ("int8s", "10.3.0", [], 4.0),
+])
+def test_an_engine_that_disagrees_is_not_kept(family, tmp_path, monkeypatch, capsys, which, version, argv, corruption):
+    trt, cuda = fake_tensorrt.install(monkeypatch, version=version)
+    trt.corrupt_outputs = corruption
+    run = copy_run(family[which], tmp_path)
+    assert main(["export", str(run.path), "--trt", "--no-progress", *argv]) == 2
+    err = capsys.readouterr().err
+    assert "engine not kept" in err and "agrees with ONNX Runtime on only" in err
+    assert trt.calls  # it was built, then refused
     assert not (run.path / "model.engine").exists() and not (run.path / "model.json").exists()
     assert not list(run.path.glob(".model.engine*")) and (run.path / "model.onnx").is_file()
     assert "model.engine" not in Run.load(run.path).manifest["files"]
+    assert cuda.opened == cuda.closed == 1 and cuda.memory == {}  # closed on the failure path too
+    # the same export with a correct engine passes: the gate, not the setup, refused it
+    trt.corrupt_outputs = False
+    assert main(["export", str(run.path), "--trt", "--no-progress", *argv]) == 0
+    assert (run.path / "model.engine").is_file()
 
 
 def test_reexport_removes_an_engine_built_from_the_old_onnx(family, tmp_path, monkeypatch):
@@ -283,11 +339,33 @@ def test_reexport_removes_an_engine_built_from_the_old_onnx(family, tmp_path, mo
     assert "model.engine" not in Run.load(run.path).manifest["files"]
 
 
-def test_tensorrt_11_refuses_fp16_with_a_reason(family, tmp_path, monkeypatch, capsys):
-    fake_tensorrt.install(monkeypatch, version="11.3.0")
+def test_tensorrt_11_fp16_engine_is_built_from_an_fp16_onnx(family, tmp_path, monkeypatch):
+    trt, cuda = fake_tensorrt.install(monkeypatch, version="11.4.0")
+    assert not hasattr(trt.BuilderFlag, "FP16") and not hasattr(trt.BuilderFlag, "INT8")  # really TensorRT 11
     run = copy_run(family["base"], tmp_path)
-    assert main(["export", str(run.path), "--trt", "--fp16", "--no-progress", "--parity-images", "5"]) == 2
-    assert "TensorRT 11 removed the FP16 builder flag" in capsys.readouterr().err
+    report = export_run(ExportConfig(run=str(run.path), trt=True, precision="fp16"), progress=False)
+    record = trt.calls[-1][1]
+    assert record["flags"] == [] and record["strongly_typed"] and record["input_type"] == "FLOAT16"
+    t = report["tensorrt"]
+    assert t["builder_flags"] == [] and t["network_flags"] == [] and t["onnx_precision"] == "fp16"
+    assert t["parity"]["top1_agreement"] >= 0.99 and t["parity"]["max_abs_prob_diff"] < 0.05
+    assert not list(run.path.glob("*fp16*"))  # the fp16 copy lived in a temporary folder
+    assert cuda.opened == cuda.closed and cuda.memory == {}
+    x = random_faces(10)
+    with load(run.path, backend="tensorrt") as engine:  # float16 in and out; float32 logits for callers
+        assert engine.model.input_dtype == np.float16 and engine.model.output_dtype == np.float16
+        logits = engine.forward(np.random.default_rng(0).standard_normal((3, 1, 48, 48)).astype(np.float32))
+        assert logits.dtype == np.float32 and logits.shape == (3, 7)
+        np.testing.assert_allclose(engine.predict_proba(x), load(run.path).predict_proba(x), atol=0.05)
+
+
+def test_tensorrt_11_int8_engine_is_strongly_typed_without_flags(family, tmp_path, monkeypatch):
+    trt, _ = fake_tensorrt.install(monkeypatch, version="11.4.0")
+    run = copy_run(family["int8s"], tmp_path)
+    report = export_run(ExportConfig(run=str(run.path), trt=True, parity_images=50), progress=False)
+    record = trt.calls[-1][1]
+    assert record["strongly_typed"] and record["flags"] == [] and record["input_type"] == "FLOAT"
+    assert report["tensorrt"]["network_flags"] == [] and report["tensorrt"]["parity"]["top1_agreement"] == 1.0
 
 
 def _real_tensorrt() -> bool:

@@ -120,6 +120,35 @@ def test_qat_exports_fully_fused_int8_that_matches_its_fake_quant_model(qat, tra
     assert not (qat.path / "last.pt").exists()
 
 
+@pytest.fixture(scope="module")
+def qat_s8(trained, tmp_path_factory):
+    return quantize_run(QuantizeConfig(parent=str(trained.path), mode="qat", epochs=2, activations="s8-sym",
+                                       out=str(tmp_path_factory.mktemp("qat8") / "qat8")), progress=False)
+
+
+def test_s8_symmetric_qat_exports_tensorrt_ready_int8_that_stays_accurate(qat_s8, trained, tmp_path, monkeypatch):
+    """--mode qat --activations s8-sym: signed INT8, zero points 0, so TensorRT (and a Jetson) takes it."""
+    import fake_tensorrt
+    from fercomp.deploy.tensorrt import EngineSpec, build_engine, tensorrt_qdq_problems
+
+    m = qat_s8.manifest
+    assert m["status"] == "complete" and m["quantize"]["activations"] == "per-tensor s8-sym"
+    model = onnx.load(str(qat_s8.path / "model.onnx"))
+    assert tensorrt_qdq_problems(model) == []
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+    zero_points = [inits[n.input[2]] for n in model.graph.node
+                   if n.op_type in ("QuantizeLinear", "DequantizeLinear") and len(n.input) > 2 and n.input[2] in inits]
+    assert len(zero_points) >= 20 and all(zp.dtype == np.int8 and not zp.any() for zp in zero_points)
+    assert sum(n.op_type == "QuantizeLinear" for n in model.graph.node) >= 10  # activations really quantized
+    # as accurate as the u8 QAT test asks, and ONNX Runtime computes what the fake-quant model computed
+    assert m["quantize"]["ort_vs_fake_quant_top1_agreement_test"] >= 0.99
+    assert abs(m["quantize"]["accuracy"]["int8_onnx"]["test"] - trained.manifest["metrics"]["test_acc"]) <= 0.05
+    # TensorRT's parser (the fake's checks: int8, zero point 0) accepts it and builds strongly typed
+    trt, _ = fake_tensorrt.install(monkeypatch)
+    build_engine(qat_s8.path / "model.onnx", EngineSpec("input", (1, 48, 48), precision="int8"))
+    assert trt.calls[-1][1]["strongly_typed"]
+
+
 def test_qat_resumes_after_interruption(trained, tmp_path, monkeypatch):
     from fercomp.compress import qat as qat_module
     from fercomp.runs import Run

@@ -110,9 +110,7 @@ def bench_run(path: str | Path, cfg: BenchConfig, device: str, images: np.ndarra
 
     Timing comes first and `peak_rss_mb` is read right after it: the high-water mark of loading
     the model and running the timed batches (host memory only; a GPU's memory is not in it).
-    The accuracy pass runs afterwards on the same predictor."""
-    from ..train.metrics import evaluate_probabilities
-
+    The accuracy pass runs afterwards on the same predictor, which is closed when done."""
     run = Run.load(path).require_complete()
     parent = run.parent
     common = dict(model=run.manifest.get("model", {}).get("name"), run=run.name,
@@ -126,23 +124,45 @@ def bench_run(path: str | Path, cfg: BenchConfig, device: str, images: np.ndarra
         except BackendUnavailable as exc:
             rows.append(make_row(**base, status="unavailable", reason=str(exc)))
             continue
-        base["file_bytes"] = model_file(run, backend).stat().st_size
-        pool = preprocess(images[: max(cfg.batch_sizes)] if images is not None else
-                          np.full((max(cfg.batch_sizes), *predictor.spec["input_size"]), 128, np.uint8), predictor.spec)
-        timed = []
-        for batch in cfg.batch_sizes:
-            x = np.ascontiguousarray(np.resize(pool, (batch, *pool.shape[1:])))  # repeats images if too few
-            stats = measure(lambda: predictor.forward(x), warmup=cfg.warmup, iters=cfg.iters, batch_size=batch)
-            timed.append((batch, stats))
-        rss = peak_rss_mb()
-        if images is not None and labels is not None:
-            report = evaluate_probabilities(predictor.predict_proba(images), labels, predictor.class_names)
-            base.update(accuracy=report["accuracy"], macro_f1=report["macro_f1"], split=split_name)
-        for batch, stats in timed:
-            rows.append(make_row(**base, batch=batch, p50_ms=stats["p50_ms"], p95_ms=stats["p95_ms"],
-                                 p99_ms=stats["p99_ms"], mean_ms=stats["mean_ms"], images_per_s=stats["images_per_s"],
-                                 iters=stats["iters"], peak_rss_mb=rss))
+        try:
+            rows.extend(_measure_backend(run, backend, predictor, base, cfg, images, labels, split_name))
+        finally:
+            close = getattr(predictor, "close", None)  # TensorRT holds a CUDA stream and device buffers
+            if close:
+                close()
     return rows
+
+
+def _measure_backend(run: Run, backend: str, predictor, base: dict[str, Any], cfg: BenchConfig,
+                     images: np.ndarray | None, labels: np.ndarray | None, split_name: str | None) -> list[dict[str, Any]]:
+    from ..train.metrics import evaluate_probabilities
+
+    base = dict(base, file_bytes=model_file(run, backend).stat().st_size)
+    pool = preprocess(images[: max(cfg.batch_sizes)] if images is not None else
+                      np.full((max(cfg.batch_sizes), *predictor.spec["input_size"]), 128, np.uint8), predictor.spec)
+    timed = []
+    for batch in cfg.batch_sizes:
+        x = np.ascontiguousarray(np.resize(pool, (batch, *pool.shape[1:])))  # repeats images if too few
+        stats = measure(lambda: predictor.forward(x), warmup=cfg.warmup, iters=cfg.iters, batch_size=batch)
+        timed.append((batch, stats, compute_only(predictor, x, cfg)))
+    rss = peak_rss_mb()
+    if images is not None and labels is not None:
+        report = evaluate_probabilities(predictor.predict_proba(images), labels, predictor.class_names)
+        base.update(accuracy=report["accuracy"], macro_f1=report["macro_f1"], split=split_name)
+    return [make_row(**base, batch=batch, p50_ms=stats["p50_ms"], p95_ms=stats["p95_ms"], p99_ms=stats["p99_ms"],
+                     mean_ms=stats["mean_ms"], images_per_s=stats["images_per_s"], iters=stats["iters"],
+                     peak_rss_mb=rss, **compute)
+            for batch, stats, compute in timed]
+
+
+def compute_only(predictor, x: np.ndarray, cfg: BenchConfig) -> dict[str, float]:
+    """TensorRT's latency without host-device copies (the batch staged on the GPU once); {} elsewhere."""
+    timer = getattr(predictor, "forward_timer", None)
+    call = timer(x) if timer else None
+    if call is None:
+        return {}
+    stats = measure(call, warmup=cfg.warmup, iters=cfg.iters, batch_size=len(x))
+    return {"compute_p50_ms": stats["p50_ms"], "compute_p95_ms": stats["p95_ms"]}
 
 
 def evaluation_split(run: Run, cfg: BenchConfig) -> tuple[np.ndarray | None, np.ndarray | None, str | None]:

@@ -9,9 +9,14 @@ exporter writes as QuantizeLinear/DequantizeLinear.
 
 Placement: torchao's XNNPACK annotator quantizes every conv (with its BN and ReLU), its output,
 residual adds, pools and the classifier — the pattern ONNX Runtime fuses into QLinearConv /
-QLinearAdd. Activations use UINT8 (affine), weights per-channel symmetric INT8: with INT8
-activations ONNX Runtime keeps the ReLU between conv and Q and leaves those convs in float
-(measured on separable_cnn: 10 of 17 fused with int8 activations, 17 of 17 with uint8).
+QLinearAdd. Weights are per-channel symmetric INT8; activations per-tensor, in the two encodings
+of `fercomp quantize --activations` (as for PTQ):
+- `u8-asym` (default, ONNX Runtime on CPU): UINT8 affine. With INT8 activations ONNX Runtime
+  keeps the ReLU between conv and Q and leaves those convs in float (measured on separable_cnn:
+  10 of 17 fused with int8 activations, 17 of 17 with uint8).
+- `s8-sym` (TensorRT, whose explicit quantization takes only INT8 with zero point 0): INT8
+  symmetric fake quantizers, so the QDQ ONNX has int8 zero points that are all 0 and the run
+  can be built into a TensorRT engine and shipped to a Jetson. Biases stay float either way.
 The annotator lives in torchao's testing package (the maintained home of the XNNPACK quantizer
 moved to ExecuTorch); fercomp only configures it.
 """
@@ -47,12 +52,17 @@ def _torchao():
     return pt2e, prepare_qat_pt2e, convert_pt2e, XNNPACKQuantizer, get_symmetric_quantization_config
 
 
-def make_quantizer():
-    """Per-channel symmetric INT8 weights, per-tensor UINT8 activations, ORT-fusable placement."""
+def make_quantizer(activations: str = "u8-asym"):
+    """Per-channel symmetric INT8 weights and per-tensor activations (`u8-asym`: UINT8 affine for
+    ONNX Runtime; `s8-sym`: INT8 with zero point 0 for TensorRT), ORT-fusable placement."""
     _, _, _, XNNPACKQuantizer, get_config = _torchao()
     config = get_config(is_per_channel=True, is_qat=True)
-    activations = dataclasses.replace(config.input_activation, dtype=torch.uint8, quant_min=0, quant_max=255)
-    config = dataclasses.replace(config, input_activation=activations, output_activation=activations)
+    if activations == "s8-sym":
+        spec = dataclasses.replace(config.input_activation, dtype=torch.int8, quant_min=-128, quant_max=127,
+                                   qscheme=torch.per_tensor_symmetric)
+    else:
+        spec = dataclasses.replace(config.input_activation, dtype=torch.uint8, quant_min=0, quant_max=255)
+    config = dataclasses.replace(config, input_activation=spec, output_activation=spec)
     return XNNPACKQuantizer().set_global(config)
 
 
@@ -74,10 +84,12 @@ class QatRecipe(FloatRecipe):
 
     channels_last = False  # the exported graph was captured in NCHW
 
-    def __init__(self, freeze_bn_epoch: int, freeze_observer_epoch: int, source_run: str):
+    def __init__(self, freeze_bn_epoch: int, freeze_observer_epoch: int, source_run: str,
+                 activations: str = "u8-asym"):
         self.freeze_bn_epoch = freeze_bn_epoch
         self.freeze_observer_epoch = freeze_observer_epoch
         self.source_run = source_run
+        self.activations = activations
 
     def prepare(self, model, input_size):
         pt2e, prepare_qat_pt2e, _, _, _ = _torchao()
@@ -85,7 +97,7 @@ class QatRecipe(FloatRecipe):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             exported = torch.export.export(model.train(), example, dynamic_shapes=(batch_dim(),)).module()
-            prepared = prepare_qat_pt2e(exported, make_quantizer())
+            prepared = prepare_qat_pt2e(exported, make_quantizer(self.activations))
         pt2e.allow_exported_model_train_eval(prepared)  # so .train()/.eval() switch BN, dropout, observers
         return prepared
 
@@ -163,7 +175,9 @@ def resume_qat(path, progress: bool = True):
 
     run = Run.load(path)
     q = run.manifest["quantize"]
-    recipe = QatRecipe(q["freeze_bn_after_epoch"], q["freeze_observers_after_epoch"], source_run=run.parent.ref if run.parent else None)
+    recipe = QatRecipe(q["freeze_bn_after_epoch"], q["freeze_observers_after_epoch"],
+                       source_run=run.parent.ref if run.parent else None,
+                       activations=q.get("activation_encoding", "u8-asym"))  # runs from before s8-sym QAT: u8
     return fit(TrainConfig(), resume=run.path, progress=progress, recipe=recipe)
 
 

@@ -1,4 +1,4 @@
-"""`fercomp quantize RUN --mode ptq`: an INT8 QDQ ONNX model, measured in ONNX Runtime.
+"""`fercomp quantize RUN --mode ptq|qat`: an INT8 QDQ ONNX model, measured in ONNX Runtime.
 
 Placement matters more than anything here: ONNX Runtime runs INT8 faster than FP32 only when
 Q/DQ pairs surround every conv (so it fuses QLinearConv) and every residual add (QLinearAdd).
@@ -13,7 +13,8 @@ Weights are per-channel symmetric INT8; activations are per-tensor, in one of tw
 - `s8-sym` (for TensorRT, whose explicit quantization accepts only INT8 with zero point 0):
   here the ReLU between Conv and Q must stay, and ONNX Runtime's CPU fusion leaves such convs
   in float (measured: 15 of 33 fused) — TensorRT fuses them itself.
-The fusion actually achieved is recorded in the manifest (`quantize.fusion`).
+The fusion actually achieved is recorded in the manifest (`quantize.fusion`). Both encodings
+exist for QAT too (`--mode qat`, torchao PT2E, see `qat.py`), so a QAT model can reach TensorRT.
 
 The INT8 accuracy is measured by running the QDQ ONNX in ONNX Runtime, never a torch stand-in.
 """
@@ -68,8 +69,6 @@ class QuantizeConfig:
             raise ConfigError(f"--calib-method must be one of {', '.join(CALIBRATION_METHODS)} (got {self.calib_method!r})")
         if self.mode == "qat" and self.epochs < 1:
             raise ConfigError(f"--epochs must be >= 1 for qat (got {self.epochs})")
-        if self.mode == "qat" and self.activations != "u8-asym":
-            raise ConfigError("--mode qat exports u8-asym activations (ONNX Runtime); use --mode ptq for s8-sym")
         if self.lr is not None and self.lr <= 0:
             raise ConfigError(f"--lr must be > 0 (got {self.lr})")
         if self.threads is not None and self.threads < 1:
@@ -143,7 +142,8 @@ def _quantize_aware_training(cfg: QuantizeConfig, parent: Run, out: Path, progre
     parent_cfg = TrainConfig.from_dict(parent.manifest["config"])
     freeze_bn, freeze_observers = qat_epochs_default(cfg.epochs)
     run = Run.create(out, stage="quantize", parent=parent, quantize={
-        "mode": "qat", "weights": "int8 per-channel symmetric", "activations": "per-tensor u8-asym",
+        "mode": "qat", "weights": "int8 per-channel symmetric", "activations": f"per-tensor {cfg.activations}",
+        "activation_encoding": cfg.activations,
         "format": "QDQ ONNX", "tool": "torchao PT2E (prepare_qat_pt2e / convert_pt2e, XNNPACK annotator)",
         "epochs": cfg.epochs, "freeze_bn_after_epoch": freeze_bn, "freeze_observers_after_epoch": freeze_observers,
         "distill": cfg.distill})
@@ -159,7 +159,7 @@ def _quantize_aware_training(cfg: QuantizeConfig, parent: Run, out: Path, progre
         "keep_sparsity": False,
         "threads": cfg.threads or parent_cfg.threads,
     })
-    recipe = QatRecipe(freeze_bn, freeze_observers, source_run=parent.ref)
+    recipe = QatRecipe(freeze_bn, freeze_observers, source_run=parent.ref, activations=cfg.activations)
     with removed_on_failure(run):
         return fit(train_cfg, run=run, progress=progress, recipe=recipe)
 

@@ -5,7 +5,9 @@ precision, params, MACs, parity figures), `build_engine.sh` (trtexec with the pr
 shape profile and timing cache that `fercomp export --trt` would use: both come from
 `tensorrt.trtexec_command`), the board runtime package `fercomp_board/` (the very files fercomp's
 TensorRT backend imports), the run's test images for an on-board accuracy check, a README and
-SHA256SUMS.
+SHA256SUMS. Jetsons run TensorRT 10 (TensorRT 11.4 does not support JetPack), but the script
+reads trtexec's version banner and also builds on TensorRT 11, which has no --fp16: an fp16
+bundle therefore carries `model_fp16.onnx` too (fp16 weights and I/O) for that case.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 
 from .. import __version__
 from ..errors import ConfigError, require_at_least
@@ -29,7 +32,7 @@ from ..ui import console
 from ..compress.prune import is_2to4_run, recorded_sparsity
 from .export import EXPORT_REPORT, ExportConfig, engine_spec, export_run, held_out_split, require_tensorrt_int8
 from .onnx_export import read_metadata
-from .tensorrt import PRECISIONS, trtexec_command
+from .tensorrt import FP16_ONNX_FILE, PRECISIONS, to_fp16_onnx, trtexec_command
 
 TARGETS = ("jetson",)
 BOARD_PACKAGE = Path(__file__).parent / "board"
@@ -80,15 +83,21 @@ def _exported(run: Run) -> bool:
     return recorded == sha256_file(onnx_path)
 
 
-def build_script(command: list[str]) -> str:
-    args = " \\\n  ".join(shlex.quote(a) for a in command[1:])
-    strong_check = ""
-    if "--stronglyTyped" in command:  # TensorRT 8.6 (JetPack 6.0) has no strongly typed networks
-        strong_check = ('if ! "$TRTEXEC" --help 2>&1 | grep -q -- --stronglyTyped; then\n'
-                        '  echo "this trtexec is older than TensorRT 10 (no --stronglyTyped): use JetPack 6.1 or later" >&2\n'
-                        '  exit 2\nfi\n')
+def _shell_array(command: list[str]) -> str:
+    return "\n".join(f"    {shlex.quote(a)}" for a in command[1:])
+
+
+def build_script(commands: dict[int, list[str]]) -> str:
+    """build_engine.sh: detects TensorRT's major version from trtexec's banner, then runs the
+    trtexec command for it (`commands[10]`: TensorRT 10, `commands[11]`: TensorRT 11 and later)."""
+    too_old = ""
+    if "--stronglyTyped" in commands[10]:  # TensorRT 8.6 (JetPack 6.0) cannot build this strongly typed network
+        too_old = ('if [ "$TENSORRT_MAJOR" -lt 10 ]; then\n'
+                   '  echo "this trtexec is TensorRT $TENSORRT_MAJOR, older than 10 (no strongly typed INT8): '
+                   'use JetPack 6.1 or later" >&2\n  exit 2\nfi\n')
     return f"""#!/usr/bin/env bash
-# Build model.engine from model.onnx on this board with trtexec (TensorRT 10: JetPack 6.1 or later).
+# Build model.engine on this board with trtexec: TensorRT 10 (JetPack 6.1 or later), or TensorRT 11
+# (desktop GPUs; strongly typed only, so an fp16 engine is built from model_fp16.onnx without --fp16).
 # Written by fercomp {__version__}; the same precision, sparsity and shape profile as `fercomp export --trt`.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -97,14 +106,38 @@ if [ ! -x "$TRTEXEC" ]; then
   echo "trtexec not found: install TensorRT (JetPack) or run TRTEXEC=/path/to/trtexec $0" >&2
   exit 2
 fi
-{strong_check}"$TRTEXEC" \\
-  {args} 2>&1 | tee build.log
+
+# TensorRT's major version from trtexec's banner "[TensorRT v100300]" (10.3.0; 8.x prints v8601 for
+# 8.6.1); without a banner assume JetPack's TensorRT 10. TENSORRT_MAJOR=11 $0 overrides the detection.
+trt_major() {{
+  local version
+  version=$("$TRTEXEC" --help 2>&1 | sed -n 's/.*\\[TensorRT v\\([0-9.]*\\)\\].*/\\1/p' | head -n 1) || true
+  case "$version" in
+    "") echo "no TensorRT version in trtexec's banner: assuming TensorRT 10" >&2; echo 10 ;;
+    *.*) echo "${{version%%.*}}" ;;
+    ??????*) echo $((10#$version / 10000)) ;;
+    *) echo $((10#$version / 1000)) ;;
+  esac
+}}
+TENSORRT_MAJOR="${{TENSORRT_MAJOR:-$(trt_major)}}"
+{too_old}if [ "$TENSORRT_MAJOR" -ge 11 ]; then
+  ARGS=(
+{_shell_array(commands[11])}
+  )
+else
+  ARGS=(
+{_shell_array(commands[10])}
+  )
+fi
+echo "TensorRT $TENSORRT_MAJOR: $TRTEXEC ${{ARGS[*]}}"
+"$TRTEXEC" "${{ARGS[@]}}" 2>&1 | tee build.log
 echo "engine written: $(pwd)/model.engine (log: build.log, timing cache: timing.cache)"
 """
 
 
 def board_readme(run: Run, meta: dict[str, Any], command: list[str]) -> str:
     parity = run.manifest.get("export", {}).get("parity", {})
+    fp16_note = f" from {FP16_ONNX_FILE}: its engine takes and returns float16" if meta["precision"] == "fp16" else ""
     names = ", ".join(meta["class_names"])
     return f"""# {run.name} on a Jetson
 
@@ -118,13 +151,16 @@ Needs JetPack 6.1 or later (TensorRT 10, its Python bindings, numpy; OpenCV for 
 
        ./build_engine.sh
 
-   which runs: `{' '.join(command)}`
+   which runs, on TensorRT 10: `{' '.join(command)}`
+   (on a TensorRT 11 host, which has no weak typing, it runs the strongly typed equivalent{fp16_note})
 
 2. Benchmark it (latency, throughput, accuracy on test_images.npz, board and power mode):
 
        python3 -m fercomp_board.bench
 
-   It prints a table and writes `bench_<hostname>.json` in `fercomp bench`'s report format:
+   It prints a table (latency with host-device copies, and of the engine alone) and writes
+   `bench_<hostname>.json` in `fercomp bench`'s report format; an engine whose accuracy falls more
+   than 2 points below ONNX Runtime's on the same images is refused (exit 3, no report):
    copy it back and run `fercomp bench --merge cpu/report.json bench_<hostname>.json`.
    Set the power mode first (`sudo nvpmodel -m 0; sudo jetson_clocks`) and say which you used.
 
@@ -133,7 +169,8 @@ Needs JetPack 6.1 or later (TensorRT 10, its Python bindings, numpy; OpenCV for 
        python3 -m fercomp_board.classify face.png
 
 Preprocessing (in `fercomp_board/trt_runtime.py`): grayscale uint8, resize to the input size
-(INTER_AREA), x = (pixel/255 - {meta['normalization']['mean']}) / {meta['normalization']['std']}, NCHW float32.
+(INTER_AREA), x = (pixel/255 - {meta['normalization']['mean']}) / {meta['normalization']['std']}, NCHW float32
+(converted to the engine's input dtype by the runtime).
 The output is logits; softmax gives probabilities. Check files with `sha256sum -c SHA256SUMS`.
 """
 
@@ -156,6 +193,17 @@ def _test_images_npz(run: Run) -> bytes:
     return buffer.getvalue()
 
 
+def _reference_accuracy(run: Run, onnx_path: Path) -> dict[str, Any]:
+    """ONNX Runtime's accuracy on the bundled test images: the board's benchmark refuses an engine
+    that falls clearly below it (the board has no ONNX Runtime to compare with)."""
+    from .runtime import OnnxPredictor
+
+    split, _, where = held_out_split(run)
+    predicted = OnnxPredictor(onnx_path).predict_proba(split.x).argmax(1)
+    return {"accuracy": float((predicted == split.y).mean()), "images": int(len(split.y)),
+            "backend": "onnxruntime", "data": where}
+
+
 def bundle_files(run: Run, cfg: DeployConfig) -> tuple[dict[str, bytes], list[str]]:
     """Every file of the bundle by its path inside the bundle folder, and the trtexec command."""
     onnx_path = run.path / ONNX_FILE
@@ -166,18 +214,23 @@ def bundle_files(run: Run, cfg: DeployConfig) -> tuple[dict[str, bytes], list[st
     spec = engine_spec(ExportConfig(run=str(run.path), trt=True, precision=precision, sparse=sparse,
                                     max_batch=cfg.max_batch, opt_batch=cfg.opt_batch,
                                     workspace_mib=cfg.workspace_mib), onnx_path)
-    command = trtexec_command(spec)
+    commands = {major: trtexec_command(spec, tensorrt_major=major) for major in (10, 11)}
+    command = commands[10]  # what a Jetson runs
     meta = _board_meta(run, onnx_path, precision, sparse, spec)
     files = {
         ONNX_FILE: onnx_path.read_bytes(),
         "model.json": (json.dumps(meta, indent=2) + "\n").encode(),
-        "build_engine.sh": build_script(command).encode(),
+        "build_engine.sh": build_script(commands).encode(),
         "README.md": board_readme(run, meta, command).encode(),
     }
+    if f"--onnx={FP16_ONNX_FILE}" in commands[11]:  # TensorRT 11 builds fp16 only from an fp16 graph
+        files[FP16_ONNX_FILE] = to_fp16_onnx(onnx.load(str(onnx_path))).SerializeToString()
     for name in BOARD_MODULES:
         files[f"fercomp_board/{name}"] = (BOARD_PACKAGE / name).read_bytes()
     if cfg.test_images:
         files[TEST_IMAGES] = _test_images_npz(run)
+        meta["reference_accuracy"] = _reference_accuracy(run, onnx_path)
+        files["model.json"] = (json.dumps(meta, indent=2) + "\n").encode()
     files["SHA256SUMS"] = "".join(f"{hashlib.sha256(b).hexdigest()}  {n}\n" for n, b in sorted(files.items())).encode()
     return files, command
 

@@ -247,7 +247,8 @@ def build_and_verify(run: Run, cfg: ExportConfig, images: np.ndarray, where: str
             "onnx_sha256": sha256_file(onnx_path)}
     with atomic_path(engine) as tmp:  # renamed into place only if the engine agrees with ONNX Runtime
         tmp.write_bytes(engine_bytes)
-        check = parity(OnnxPredictor(onnx_path, threads=cfg.threads), TensorRTPredictor(tmp, meta=meta), images)
+        with TensorRTPredictor(tmp, meta=meta) as engine_predictor:  # its CUDA stream and buffers are freed here
+            check = parity(OnnxPredictor(onnx_path, threads=cfg.threads), engine_predictor, images)
         gate = engine_gate(cfg.precision)
         check.update(data=where, against="onnxruntime (same ONNX)", gate=gate)
         log(f"engine vs ONNX Runtime: top-1 agreement {check['top1_agreement']:.3%}, "

@@ -24,16 +24,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--meta", default="model.json")
     args = ap.parse_args(argv)
     meta = load_metadata(args.meta)
-    model = TrtModel(args.engine)
     names = meta["class_names"]
-    for path in args.images:
-        image = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
-        if image is None:
-            print(f"{path}\terror: not a readable image")
-            continue
-        probs = softmax(model.infer(preprocess(image[None], meta)))[0]
-        best = int(np.argmax(probs))
-        print(f"{path}\t{names[best]}\t{probs[best]:.3f}")
+    with TrtModel(args.engine) as model:  # frees the CUDA stream and buffers however this ends
+        for path in args.images:
+            image = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
+            if image is None:
+                print(f"{path}\terror: not a readable image")
+                continue
+            probs = softmax(model.infer(preprocess(image[None], meta)))[0]
+            best = int(np.argmax(probs))
+            print(f"{path}\t{names[best]}\t{probs[best]:.3f}")
     return 0
 
 

@@ -15,6 +15,8 @@ ROW_FIELDS = (
     "model", "run", "parent", "backend", "precision", "device", "batch", "threads",
     "params", "macs", "file_bytes", "sparsity", "accuracy", "macro_f1", "split",
     "p50_ms", "p95_ms", "p99_ms", "mean_ms", "images_per_s", "iters", "peak_rss_mb", "status", "reason",
+    # TensorRT only: the engine alone, input already on the GPU (p50_ms etc. include host<->device copies)
+    "compute_p50_ms", "compute_p95_ms",
 )
 
 

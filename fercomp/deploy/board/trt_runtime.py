@@ -5,8 +5,10 @@ runtime shipped in the Jetson bundle (copied verbatim), so the board runs exactl
 was tested here. GPU memory is handled through the CUDA runtime library with ctypes: every host
 with TensorRT has libcudart, while pycuda / cuda-python / torch may be absent on a board.
 
-TensorRT 10 API: named I/O tensors (`num_io_tensors`, `get_tensor_name`, `get_tensor_mode`,
-`set_input_shape`, `set_tensor_address`) and `execute_async_v3`.
+TensorRT 10 / 11 API: named I/O tensors (`num_io_tensors`, `get_tensor_name`, `get_tensor_mode`,
+`get_tensor_dtype`, `set_input_shape`, `set_tensor_address`) and `execute_async_v3`. Each tensor's
+dtype is read from the engine: an fp16 engine built by TensorRT 11 from an fp16 ONNX takes and
+returns float16, so inputs are converted to it and logits come back as float32 either way.
 """
 
 from __future__ import annotations
@@ -87,16 +89,27 @@ class CudaRuntime:
 
 
 class TrtModel:
-    """A deserialized engine with one float input [N, C, H, W] and one output [N, classes]."""
+    """A deserialized engine with one float input [N, C, H, W] and one output [N, classes].
+
+    Owns a CUDA stream and device buffers: close it (or use it as a context manager) when done."""
 
     def __init__(self, engine_path: str | Path, cuda: CudaRuntime | None = None, trt=None):
         if trt is None:
             import tensorrt as trt
         self.trt = trt
+        self._buffers: dict[str, tuple[int, int]] = {}  # name -> (device pointer, bytes)
         self.cuda = cuda or CudaRuntime()
+        try:
+            self._open(Path(engine_path))
+        except BaseException:
+            self.close()  # the stream exists already: do not leak it on a bad engine
+            raise
+
+    def _open(self, engine_path: Path) -> None:
+        trt = self.trt
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.runtime = trt.Runtime(self.logger)
-        self.engine = self.runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
+        self.engine = self.runtime.deserialize_cuda_engine(engine_path.read_bytes())
         if self.engine is None:
             raise RuntimeError(f"{engine_path}: TensorRT could not deserialize this engine "
                                "(built by another TensorRT version or for another GPU?)")
@@ -107,12 +120,19 @@ class TrtModel:
         if len(inputs) != 1 or len(outputs) != 1:
             raise RuntimeError(f"{engine_path}: expected one input and one output, found {inputs} and {outputs}")
         self.input_name, self.output_name = inputs[0], outputs[0]
+        self.input_dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(self.input_name)))
+        self.output_dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(self.output_name)))
         self.input_shape = tuple(self.engine.get_tensor_shape(self.input_name))
         self.dynamic_batch = self.input_shape[0] == -1
         # the largest batch the engine accepts: the profile's max when dynamic, else the fixed batch
         self.max_batch = (self.engine.get_tensor_profile_shape(self.input_name, 0)[2][0]
                           if self.dynamic_batch else self.input_shape[0])
-        self._buffers: dict[str, tuple[int, int]] = {}  # name -> (device pointer, bytes)
+
+    def __enter__(self) -> "TrtModel":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def _device_buffer(self, name: str, nbytes: int) -> int:
         ptr, size = self._buffers.get(name, (0, 0))
@@ -123,16 +143,27 @@ class TrtModel:
             self._buffers[name] = (ptr, size)
         return ptr
 
-    def _run(self, batch: np.ndarray) -> np.ndarray:
+    def _bind(self, batch: np.ndarray) -> tuple[int, int, np.ndarray]:
+        """Set the input shape and both tensor addresses: (input pointer, output pointer, host output)."""
         if self.dynamic_batch and not self.context.set_input_shape(self.input_name, batch.shape):
             raise RuntimeError(f"the engine rejected input shape {batch.shape} (outside its optimization profile)")
         out_shape = tuple(self.context.get_tensor_shape(self.output_name))
-        output = np.empty(out_shape, dtype=np.float32)
+        output = np.empty(out_shape, dtype=self.output_dtype)
         in_ptr = self._device_buffer(self.input_name, batch.nbytes)
         out_ptr = self._device_buffer(self.output_name, output.nbytes)
         for name, ptr in ((self.input_name, in_ptr), (self.output_name, out_ptr)):
             if not self.context.set_tensor_address(name, ptr):
                 raise RuntimeError(f"TensorRT refused the device address of {name}")
+        return in_ptr, out_ptr, output
+
+    def execute(self) -> None:
+        """Run the engine on the batch already on the device and wait: no host-device copies."""
+        if not self.context.execute_async_v3(self.cuda.stream_handle):
+            raise RuntimeError("TensorRT execution failed")
+        self.cuda.synchronize()
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        in_ptr, out_ptr, output = self._bind(batch)
         self.cuda.copy_to_device(in_ptr, batch)
         if not self.context.execute_async_v3(self.cuda.stream_handle):
             raise RuntimeError("TensorRT execution failed")
@@ -140,24 +171,40 @@ class TrtModel:
         self.cuda.synchronize()
         return output
 
-    def infer(self, x: np.ndarray) -> np.ndarray:
-        """float32 [N, C, H, W] -> float32 logits [N, classes], in chunks the engine accepts."""
-        x = np.ascontiguousarray(x, dtype=np.float32)
+    def _chunks(self, x: np.ndarray):
+        """(chunk in the engine's input dtype, real rows) pieces the engine accepts; fixed batches padded."""
+        x = np.ascontiguousarray(x, dtype=self.input_dtype)
         step = self.max_batch
-        outs = []
         for start in range(0, len(x), step):
             chunk = x[start : start + step]
             n = len(chunk)
             if not self.dynamic_batch and n < step:  # a fixed-batch engine: pad the last chunk
-                chunk = np.concatenate([chunk, np.zeros((step - n, *chunk.shape[1:]), np.float32)])
-            outs.append(self._run(np.ascontiguousarray(chunk))[:n])
+                chunk = np.concatenate([chunk, np.zeros((step - n, *chunk.shape[1:]), chunk.dtype)])
+            yield np.ascontiguousarray(chunk), n
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        """float [N, C, H, W] -> float32 logits [N, classes], in chunks the engine accepts."""
+        outs = [self._run(chunk)[:n].astype(np.float32) for chunk, n in self._chunks(x)]
         return np.concatenate(outs) if outs else np.zeros((0, 0), np.float32)
 
+    def stage(self, x: np.ndarray) -> None:
+        """Copy one batch (at most `max_batch` images) to the device and bind it, for `execute`:
+        how `bench` times the engine without host-device copies."""
+        if len(x) > self.max_batch:
+            raise ValueError(f"batch {len(x)} exceeds the engine's largest batch {self.max_batch}")
+        (chunk, _), = self._chunks(x)
+        in_ptr, _, _ = self._bind(chunk)
+        self.cuda.copy_to_device(in_ptr, chunk)
+        self.cuda.synchronize()
+
     def close(self) -> None:
+        """Free the device buffers and the CUDA stream; safe to call twice."""
         for ptr, _ in self._buffers.values():
             self.cuda.free(ptr)
         self._buffers.clear()
-        self.cuda.close()
+        if self.cuda is not None:
+            self.cuda.close()
+            self.cuda = None
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
