@@ -12,7 +12,8 @@ from fercomp.data.extra import load_extra
 from fercomp.errors import ConfigError, DataError
 from fercomp.gan.sample import load_generator, sample_images, sample_to_npz
 from fercomp.gan.score import classifier_score, frechet_distance
-from fercomp.gan.train import GanConfig, train_gan
+from fercomp.gan.nets import Generator
+from fercomp.gan.train import GanConfig, to_uint8, train_gan
 from fercomp.train import TrainConfig, fit
 
 TINY = dict(epochs=2, batch_size=16, width=8, z_dim=16, synthetic_per_class=12, grid_columns=3)
@@ -53,12 +54,62 @@ def test_resumed_gan_ends_with_the_same_generator(tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         train_gan(GanConfig(out=str(tmp_path / "b"), **TINY), progress=False, on_epoch_end=stop)
-    assert json.loads((tmp_path / "b" / "manifest.json").read_text())["status"] == "interrupted"
+    stopped = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert stopped["status"] == "interrupted" and stopped["epochs_done"] == 1  # half-way, not at the end
     resumed = train_gan(GanConfig(), resume=tmp_path / "b", progress=False)
     a, _ = load_generator(straight.path)
     b, _ = load_generator(resumed.path)
-    for (name, ta), tb in zip(a.state_dict().items(), b.state_dict().values()):
-        assert torch.equal(ta, tb), name
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for name in sa:
+        assert torch.equal(sa[name], sb[name]), name
+    # the epoch the resumed run trained saw the same batches, noise and flips: same losses
+    strip = lambda run: [{k: v for k, v in json.loads(r).items() if k != "epoch_s"}
+                         for r in (run.path / "metrics.jsonl").read_text().splitlines()]
+    assert strip(straight) == strip(resumed)
+    assert np.array_equal(sample_images(a, 2, seed=5)[0], sample_images(b, 2, seed=5)[0])
+
+
+def test_generator_draws_48px_images_in_tanh_range_and_trained(gan_run):
+    gen, spec = load_generator(gan_run.path)
+    with torch.no_grad():
+        out = gen(torch.randn(5, spec["z_dim"]) * 10, torch.arange(5))  # large noise: tanh still bounds it
+    assert out.shape == (5, 1, 48, 48)
+    assert out.min() >= -1 and out.max() <= 1
+    ends = to_uint8(torch.tensor([-1.0, 0.0, 1.0]).view(3, 1, 1, 1))
+    assert ends.ravel().tolist() == [0, 128, 255]  # tanh's range maps onto all of uint8
+    # two epochs moved the generator off its seeded initial weights
+    torch.manual_seed(0)
+    initial = Generator(spec["num_classes"], spec["z_dim"], spec["width"]).state_dict()
+    assert any(not torch.equal(initial[k], v) for k, v in gen.state_dict().items() if v.is_floating_point())
+
+
+def test_the_label_conditions_the_image(gan_run):
+    gen, _ = load_generator(gan_run.path)
+    z = torch.randn(1, gen.z_dim, generator=torch.Generator().manual_seed(0)).repeat(7, 1)
+    with torch.no_grad():
+        faces = gen(z, torch.arange(7))  # one noise vector, every class
+        again = gen(z, torch.arange(7))
+    assert torch.equal(faces, again)
+    distinct = {(i, j) for i in range(7) for j in range(i + 1, 7) if not torch.equal(faces[i], faces[j])}
+    assert len(distinct) == 21  # every pair of classes draws a different face from the same noise
+
+
+class LabelPainter(torch.nn.Module):
+    """A stand-in generator whose image is one gray level per label: the label is readable in the pixels."""
+
+    num_classes, z_dim = 7, 4
+
+    def forward(self, z, labels):
+        return (labels.float() * 40 / 127.5 - 1).view(-1, 1, 1, 1).expand(len(z), 1, 48, 48)  # gray 40 * label
+
+
+def test_samples_carry_the_label_they_were_drawn_with():
+    # batch 4 cuts across classes (3 images each): a slicing slip would mislabel images
+    x, y = sample_images(LabelPainter(), per_class=3, seed=0, batch=4)
+    assert y.tolist() == [c for c in range(7) for _ in range(3)]
+    assert [int(img[0, 0]) for img in x] == [40 * c for c in y]  # gray = the label's level
+    assert all((img == img[0, 0]).all() for img in x)
 
 
 def test_extra_data_joins_train_only(gan_run, tmp_path):

@@ -177,3 +177,105 @@ def test_prune_a_folder_without_model(capsys, tmp_path):
     code = main(["prune", str(tmp_path / "empty"), "--no-progress"])
     err = capsys.readouterr().err
     assert code == 2 and "no model" in err
+
+
+class TwoConvNet(torch.nn.Module):
+    """conv1 -> BN -> ReLU -> conv2 -> BN -> ReLU -> GAP -> linear: channels small enough to set by hand."""
+
+    def __init__(self, c1: int = 4, c2: int = 4):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(1, c1, 3, padding=1, bias=False)
+        self.bn1 = torch.nn.BatchNorm2d(c1)
+        self.conv2 = torch.nn.Conv2d(c1, c2, 3, padding=1, bias=False)
+        self.bn2 = torch.nn.BatchNorm2d(c2)
+        self.fc = torch.nn.Linear(c2, 7)
+
+    def forward(self, x):
+        x = torch.relu(self.bn1(self.conv1(x)))
+        x = torch.relu(self.bn2(self.conv2(x)))
+        return self.fc(x.mean((2, 3)))
+
+
+def ranked_net() -> TwoConvNet:
+    """conv1's four channels, built so that each criterion keeps a different pair:
+
+    channel          0       1       2       3
+    conv1 weights    spread  spread  peaked  peaked   l1 (sum |w|: 9 vs 4) keeps 0, 1
+                                                      l2 (sum w^2: 9 vs 16) keeps 2, 3
+    BN scale         0.4     0.1     0.3     0.2      bn-scale keeps 0, 2
+    BN shift         dead    live    live    dead     taylor (|w * grad|, 0 when dead) keeps 1, 2
+
+    conv2 reads every channel with the same weights, so the rest of each channel's group ties.
+    """
+    torch.manual_seed(0)
+    net = TwoConvNet()
+    with torch.no_grad():
+        spread, peaked = torch.ones(3, 3), torch.zeros(3, 3)
+        peaked[1, 1] = 4.0
+        net.conv1.weight.copy_(torch.stack([spread, spread, peaked, peaked]).unsqueeze(1))
+        net.bn1.weight.copy_(torch.tensor([0.4, 0.1, 0.3, 0.2]))
+        net.bn1.bias.copy_(torch.tensor([-100.0, 0.0, 0.0, -100.0]))  # ReLU never passes 0 and 3: no gradient
+        net.conv2.weight.fill_(0.1)
+    return net
+
+
+def kept_conv1_channels(net: TwoConvNet) -> list[int]:
+    """Which of ranked_net's conv1 channels survived, told apart by their distinct BN scales."""
+    return sorted([0.4, 0.1, 0.3, 0.2].index(round(g, 4)) for g in net.bn1.weight.tolist())
+
+
+@pytest.mark.parametrize("importance, kept", [("l1", [0, 1]), ("l2", [2, 3]), ("bn-scale", [0, 2]), ("taylor", [1, 2])])
+def test_each_importance_criterion_keeps_its_own_channels(importance, kept):
+    net = ranked_net()
+    batches = [(torch.randn(16, 1, 12, 12, generator=torch.Generator().manual_seed(1)), torch.arange(16) % 7)]
+    prune_channels(net, 0.5, importance=importance, calibration=batches, input_size=(12, 12))
+    assert kept_conv1_channels(net) == kept
+    assert net.conv2.in_channels == 2 and net(torch.randn(1, 1, 12, 12)).shape == (1, 7)
+
+
+def weak_and_strong_net() -> TwoConvNet:
+    """conv1: 6 of 8 channels nearly silent (tiny weights, BN scale, and weights reading them); conv2: 8 alike."""
+    torch.manual_seed(0)
+    net = TwoConvNet(8, 8)
+    with torch.no_grad():
+        weak = torch.arange(8) >= 2
+        net.conv1.weight[weak] *= 1e-3
+        net.bn1.weight[weak] = 1e-3
+        net.conv2.weight[:, weak] *= 1e-3
+    return net
+
+
+def test_global_pruning_takes_more_from_the_weak_layer():
+    uniform, pooled = weak_and_strong_net(), weak_and_strong_net()
+    prune_channels(uniform, 0.5, importance="l1", input_size=(12, 12))
+    prune_channels(pooled, 0.5, importance="l1", global_pruning=True, input_size=(12, 12))
+    assert (uniform.conv1.out_channels, uniform.conv2.out_channels) == (4, 4)  # every layer loses half
+    # global: the same 8 channels removed overall, the weak ones first (conv1 keeps its 2 strong channels)
+    assert pooled.conv1.out_channels + pooled.conv2.out_channels == 8
+    assert pooled.conv1.out_channels == 2 and pooled.conv2.out_channels == 6
+    assert sorted(pooled.bn1.weight.tolist()) == pytest.approx(sorted(weak_and_strong_net().bn1.weight[:2].tolist()))
+
+
+def test_distillation_loss_mixes_hard_and_soft_by_alpha():
+    torch.manual_seed(0)
+    s, t, hard = torch.randn(4, 7), torch.randn(4, 7), torch.tensor(1.3)
+    assert distillation_loss(s, t, hard, 4.0, 0.0).item() == pytest.approx(1.3)  # alpha 0: labels only
+    soft_only = distillation_loss(s, t, hard, 4.0, 1.0)
+    assert distillation_loss(s, t, torch.tensor(99.0), 4.0, 1.0).item() == pytest.approx(soft_only.item())
+    mixed = distillation_loss(s, t, hard, 4.0, 0.25)
+    assert mixed.item() == pytest.approx(0.25 * soft_only.item() + 0.75 * 1.3, rel=1e-6)
+    # a student that already answers like the teacher pays nothing for the soft term
+    assert distillation_loss(t, t, hard, 4.0, 1.0).item() == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 4.0])
+def test_distillation_gradient_points_to_the_teachers_softened_answer(temperature):
+    # d/ds [T^2 KL(p_t || p_s)] = T (p_s - p_t) / batch, with p = softmax(logits / T)
+    torch.manual_seed(0)
+    s, t = torch.randn(3, 7, requires_grad=True), torch.randn(3, 7)
+    distillation_loss(s, t, torch.tensor(0.0), temperature, 1.0).backward()
+    expected = temperature * (torch.softmax(s.detach() / temperature, 1) - torch.softmax(t / temperature, 1)) / 3
+    assert torch.allclose(s.grad, expected, atol=1e-6)
+    # one small step against the gradient brings the student's softened answer closer to the teacher's
+    gap = lambda logits: (torch.softmax(logits / temperature, 1) - torch.softmax(t / temperature, 1)).abs().sum()
+    assert gap(s.detach() - 0.5 * s.grad) < gap(s.detach())

@@ -1,3 +1,4 @@
+import importlib
 import json
 
 import numpy as np
@@ -69,11 +70,128 @@ def test_resume_refuses_finished_and_foreign_runs(tmp_path):
         fit(TrainConfig(), resume=tmp_path / "nope", progress=False)
 
 
-def test_early_stop_and_class_weights(tmp_path):
-    # lr so small nothing improves after the first epoch: early stop must end the run early
-    cfg = tiny(tmp_path, epochs=8, lr=1e-9, early_stop=2, class_weights=True, schedule="constant")
-    run = fit(cfg, progress=False)
-    assert run.manifest["metrics"]["epochs_run"] < 8
+def scripted_val_accuracy(monkeypatch, accs: list[float]) -> None:
+    """fit's validation reports these accuracies, epoch by epoch: the stopping and lr rules see a known curve."""
+    fit_module = importlib.import_module("fercomp.train.fit")
+    real, script = fit_module.evaluate_model, iter(accs)
+
+    def evaluate(*args, **kwargs):
+        report, loss = real(*args, **kwargs)
+        return {**report, "accuracy": next(script)}, loss
+
+    monkeypatch.setattr(fit_module, "evaluate_model", evaluate)
+
+
+def history_of(run) -> list[dict]:
+    return [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]
+
+
+def quick(tmp_path, **kw):
+    """A few steps per epoch, no test evaluation: the epoch-level rules are what these tests check."""
+    return tiny(tmp_path, model="separable_cnn", synthetic_per_class=12, batch_size=16, augment="none",
+                evaluate_test=False, **kw)
+
+
+def test_early_stop_ends_patience_epochs_after_the_best(tmp_path, monkeypatch):
+    # best at epoch 2; epoch 3 ties (no strict improvement), epoch 4 is worse: patience 2 ends after epoch 4
+    scripted_val_accuracy(monkeypatch, [0.5, 0.6, 0.6, 0.55, 0.9, 0.9, 0.9, 0.9])
+    run = fit(quick(tmp_path, epochs=8, early_stop=2), progress=False)
+    metrics = run.manifest["metrics"]
+    assert (metrics["epochs_run"], metrics["best_epoch"], metrics["val_acc"]) == (4, 2, 0.6)
+    assert [r["epoch"] for r in history_of(run)] == [1, 2, 3, 4]
+
+
+def imbalanced_npz(tmp_path) -> tuple[str, np.ndarray]:
+    """Synthetic faces whose train split holds 40 angry, 4 disgust and 12 of each other class."""
+    from fercomp.data.synthetic import make_synthetic
+
+    x, y = make_synthetic(n_per_class=40, seed=0)
+    counts = [40, 4, 12, 12, 12, 12, 12]
+    keep = np.concatenate([np.flatnonzero(y == c)[:n] for c, n in enumerate(counts)])
+    vx, vy = make_synthetic(n_per_class=4, seed=1)
+    path = tmp_path / "imbalanced.npz"
+    np.savez(path, train_x=x[keep], train_y=y[keep], val_x=vx, val_y=vy, test_x=vx, test_y=vy)
+    return str(path), y[keep]
+
+
+def test_class_weights_are_inverse_frequency():
+    from fercomp.data import class_weights
+
+    y = np.array([0] * 6 + [1] * 3 + [2] * 1)  # class 3 absent
+    w = class_weights(y, 4)
+    # w_c = N / (K * n_c) over the K = 3 present classes; an absent class weighs nothing
+    assert w.tolist() == pytest.approx([10 / 18, 10 / 9, 10 / 3, 0.0])
+    assert float((w[torch.from_numpy(y)]).sum()) == pytest.approx(len(y))  # keeps the unweighted loss's scale
+
+
+class CrossEntropySpy:
+    """torch.nn.functional with cross_entropy's inputs recorded (stands in for fit's `F`)."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __getattr__(self, name):
+        return getattr(torch.nn.functional, name)
+
+    def cross_entropy(self, logits, target, weight=None, **kwargs):
+        loss = torch.nn.functional.cross_entropy(logits, target, weight=weight, **kwargs)
+        self.calls.append((logits.detach().float(), target, weight, loss.detach()))
+        return loss
+
+
+@pytest.mark.parametrize("weighted", [True, False])
+def test_class_weights_weight_the_training_loss(tmp_path, monkeypatch, weighted):
+    from fercomp.data import class_weights
+
+    fit_module = importlib.import_module("fercomp.train.fit")
+    spy = CrossEntropySpy()
+    monkeypatch.setattr(fit_module, "F", spy)
+    data, train_y = imbalanced_npz(tmp_path)
+    fit(tiny(tmp_path, data=data, epochs=1, class_weights=weighted, label_smoothing=0.0), progress=False)
+    assert spy.calls  # one per training step
+    expected = class_weights(train_y, 7)
+    assert expected[1] == pytest.approx(10 * expected[0])  # disgust is 10x rarer than angry
+    for logits, target, weight, loss in spy.calls:
+        per_image = torch.nn.functional.cross_entropy(logits, target, reduction="none")
+        if weighted:  # every step weighs each image by its class: a rare class's errors count more
+            assert torch.equal(weight.cpu(), expected)
+            w = expected[target.cpu()]
+            assert loss.item() == pytest.approx(float((w * per_image.cpu()).sum() / w.sum()), rel=1e-5)
+        else:
+            assert weight is None
+            assert loss.item() == pytest.approx(per_image.mean().item(), rel=1e-5)
+    if weighted:  # on these batches the weighted loss is not the plain mean (the weights change training)
+        assert any(abs(loss.item() - torch.nn.functional.cross_entropy(logits, target).item()) > 1e-4
+                   for logits, target, _, loss in spy.calls)
+
+
+def test_step_schedule_divides_by_ten_at_half_and_three_quarters():
+    from fercomp.train.fit import learning_rate
+
+    cfg = TrainConfig(model="baseline_cnn", epochs=5, lr=0.1, schedule="step", warmup_epochs=1).resolved({})
+    lrs = [learning_rate(cfg, step, 50, 10, 1.0) for step in range(50)]
+    assert lrs[:10] == pytest.approx([0.1 * (s + 1) / 10 for s in range(10)])  # warm-up ramps to the peak
+    # after warm-up, 40 steps: /10 from half-way (step 10 + 20) and again from three quarters (10 + 30)
+    assert lrs[10:30] == pytest.approx([0.1] * 20)
+    assert lrs[30:40] == pytest.approx([0.01] * 10)
+    assert lrs[40:] == pytest.approx([0.001] * 10)
+
+
+def test_plateau_schedule_follows_the_scale_and_ignores_the_step():
+    from fercomp.train.fit import learning_rate
+
+    cfg = TrainConfig(model="baseline_cnn", epochs=5, lr=0.1, schedule="plateau", warmup_epochs=0).resolved({})
+    assert {learning_rate(cfg, step, 50, 10, 1.0) for step in range(50)} == {0.1}
+    assert learning_rate(cfg, 7, 50, 10, 0.25) == pytest.approx(0.025)
+
+
+def test_plateau_halves_the_lr_after_three_epochs_without_improvement(tmp_path, monkeypatch):
+    # epoch 3 improves, so the count of bad epochs restarts there: 4, 5 and 6 make three, halving for epoch 7
+    # (counting on through epoch 3 would halve one epoch early)
+    scripted_val_accuracy(monkeypatch, [0.5, 0.4, 0.6, 0.5, 0.6, 0.55, 0.5])
+    run = fit(quick(tmp_path, epochs=7, lr=0.01, schedule="plateau", warmup_epochs=0), progress=False)
+    lrs = [r["lr"] for r in history_of(run)]
+    assert lrs == pytest.approx([0.01] * 6 + [0.005])
 
 
 @pytest.mark.parametrize(

@@ -75,3 +75,29 @@ def test_two_phase_needs_a_transfer_model(tmp_path):
     assert not (tmp_path / "x").exists()
     with pytest.raises(ConfigError, match="--head-epochs"):
         TrainConfig(unfreeze=2).validate()
+
+
+def test_resume_across_the_phase_boundary_matches_an_uninterrupted_run(tmp_path):
+    # stopped right after the head phase: the resumed run must unfreeze the last stages itself
+    from fercomp.runs import Run
+
+    straight = fit(TrainConfig(out=str(tmp_path / "straight"), **CFG), progress=False)
+
+    def stop_after_head_phase(epoch, record):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(TrainConfig(out=str(tmp_path / "cut"), **CFG), progress=False, on_epoch_end=stop_after_head_phase)
+    assert Run.load(tmp_path / "cut").manifest["epochs_done"] == 1
+    resumed = fit(TrainConfig(), resume=tmp_path / "cut", progress=False)
+
+    a = torch.load(straight.path / "model.pt", weights_only=True)["state_dict"]
+    b = torch.load(resumed.path / "model.pt", weights_only=True)["state_dict"]
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    rows = lambda run: [{k: v for k, v in json.loads(line).items() if not k.endswith("_s")}
+                        for line in (run.path / "metrics.jsonl").read_text().splitlines()]
+    assert rows(resumed) == rows(straight)
+    assert [r["frozen_stages"] for r in rows(resumed)] == [6, 4]

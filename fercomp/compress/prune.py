@@ -5,12 +5,15 @@ magnitude sparsity, or 2:4); save the pruned weights as `pruned.pt`; fine-tune t
 parent's recipe (optionally distilling from the parent) through the ordinary, resumable
 training loop; record params, MACs and accuracy before pruning, right after it, and after
 fine-tuning. With `--steps N` the structured ratio is reached in N prune + fine-tune rounds,
-each one a run of its own (`<out>/step-k`), the last one being `<out>` itself.
+each one a run of its own (`<out>/step-k`), the last one being `<out>` itself. `<out>` is created
+first and records the plan, so `fercomp train --resume <out>` continues an interrupted multi-step
+prune from the round (and epoch) where it stopped.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import shutil
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +22,7 @@ import torch
 from ..data import FerData
 from ..errors import ConfigError, RunError
 from ..models import count_macs, count_params
-from ..runs import Run, removed_on_failure, save_checkpoint
+from ..runs import MANIFEST, RESUME_FILE, Run, removed_on_failure, save_checkpoint
 from ..train import TrainConfig, fit
 from ..train.evaluate import data_for_run, evaluate_model, reports_by_split, write_evaluation
 from ..ui import console
@@ -166,17 +169,70 @@ def prune_run(cfg: PruneConfig, progress: bool = True) -> Run:
     out = Path(cfg.out) if cfg.out else _default_out(parent, cfg)
     if cfg.steps == 1 or cfg.unstructured or cfg.pattern:
         return _prune_once(cfg, parent, out, cfg.ratio, progress, recipe)
-    run = parent
-    for k, ratio in enumerate(step_ratios(cfg.ratio, cfg.steps), start=1):
-        target = out if k == cfg.steps else out / f"step-{k}"
+    if any(out.glob(f"step-*/{MANIFEST}")):  # resuming happens through --resume, never by re-running
+        raise RunError(f"{out}: holds the rounds of an earlier multi-step prune; continue it with "
+                       f"`fercomp train --resume {out}` or choose another --out")
+    # <out> first, holding the plan: `fercomp train --resume <out>` finds every round from it.
+    plan = Run.create(out, stage="prune", parent=parent, prune={
+        "method": cfg.method, "ratio": cfg.ratio, "steps": cfg.steps, "round": 0,
+        "plan": {**asdict(cfg), "parent": parent.ref_from(out), "parent_abs": str(parent.path.resolve()), "out": None},
+    })
+    try:
+        return _prune_in_rounds(cfg, plan, parent, recipe, progress)
+    except Exception:
+        if not _rounds_started(out):  # failed before any round could be resumed: leave nothing half-written
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _prune_in_rounds(cfg: PruneConfig, plan: Run, root: Run, recipe: TrainConfig, progress: bool) -> Run:
+    """Run (or, resuming, finish) every round: a round whose folder is complete is kept, one with a
+    resume checkpoint continues its fine-tuning, any other is pruned afresh from the previous round."""
+    run = root
+    try:
+        for k, ratio in enumerate(step_ratios(cfg.ratio, cfg.steps), start=1):
+            final = k == cfg.steps
+            run = _round(cfg, run, plan.path if final else plan.path / f"step-{k}", ratio, k, recipe, progress,
+                         into=plan if final else None)
+    except KeyboardInterrupt:
+        plan.update(status="interrupted")
+        plan.unlock()
         if progress:
-            console.print(f"round {k}/{cfg.steps}: removing {ratio:.1%} of the remaining channels")
-        run = _prune_once(cfg, run, target, ratio, progress, recipe, round_index=k)
+            console.print(f"interrupted; continue with: fercomp train --resume {plan.path}", highlight=False)
+        raise
+    except BaseException:
+        plan.unlock()
+        raise
     return run
 
 
+def _round(cfg: PruneConfig, previous: Run, target: Path, ratio: float, k: int, recipe: TrainConfig,
+           progress: bool, into: Run | None) -> Run:
+    done = Run.load(target) if into is None and (target / MANIFEST).is_file() else into
+    status = done.manifest.get("status") if done is not None else None
+    if status == "complete":  # finished before the interruption (its figures recorded, or recorded now)
+        if "after_finetune" not in done.manifest.get("prune", {}):
+            _record_final(done, sparse=False)
+            done.unlock()
+        return done
+    if status is not None and (target / RESUME_FILE).exists() and "config" in done.manifest:
+        if progress:
+            console.print(f"round {k}/{cfg.steps}: continuing its fine-tuning")
+        return _resume_finetune(target, progress)
+    if progress:
+        console.print(f"round {k}/{cfg.steps}: removing {ratio:.1%} of the remaining channels")
+    return _prune_once(cfg, previous, target, ratio, progress, recipe, round_index=k, into=into)
+
+
+def _rounds_started(out: Path) -> bool:
+    """Whether any round of a multi-step prune got far enough to be worth resuming."""
+    return (out / RESUME_FILE).exists() or any(out.glob(f"step-*/{MANIFEST}"))
+
+
 def _prune_once(cfg: PruneConfig, parent: Run, out: Path, ratio: float, progress: bool, parent_cfg: TrainConfig,
-                round_index: int = 1) -> Run:
+                round_index: int = 1, into: Run | None = None) -> Run:
+    """One prune + fine-tune into a new run at `out`, or into `into` (a multi-step prune's own folder,
+    which already holds the plan and the other rounds, so it is never removed on failure)."""
     parent, model, spec = _load_parent(str(parent.path))
     data = data_for_run(parent, None)
     before = {"params": count_params(model), "macs": count_macs(model), "accuracy": _accuracy(model, data, spec)}
@@ -215,9 +271,13 @@ def _prune_once(cfg: PruneConfig, parent: Run, out: Path, ratio: float, progress
         **detail,
     }
 
-    run = Run.create(out, stage="prune", parent=parent, prune=record)
-    with removed_on_failure(run):
-        return _finetune_pruned(cfg, run, parent, model, spec, data, after, parent_cfg, sparse, round_index, progress)
+    if into is None:
+        run = Run.create(out, stage="prune", parent=parent, prune=record)
+        with removed_on_failure(run):
+            return _finetune_pruned(cfg, run, parent, model, spec, data, after, parent_cfg, sparse, round_index, progress)
+    into.update(parent=parent.ref_from(into.path), parent_abs=str(parent.path.resolve()),
+                prune={**record, "plan": into.manifest["prune"]["plan"]})
+    return _finetune_pruned(cfg, into, parent, model, spec, data, after, parent_cfg, sparse, round_index, progress)
 
 
 def _finetune_pruned(cfg, run, parent, model, spec, data, after, parent_cfg, sparse, round_index, progress) -> Run:
@@ -247,13 +307,33 @@ def _finetune_pruned(cfg, run, parent, model, spec, data, after, parent_cfg, spa
     })
     run = fit(finetune, run=run, progress=progress)
     _record_final(run, sparse)
+    run.unlock()  # finished: recording the figures took the lock again
     return run
 
 
 def resume_prune(path: str | Path, progress: bool = True) -> Run:
-    """Continue an interrupted prune run's fine-tuning, then record its after-fine-tune figures."""
+    """Continue an interrupted prune run: its fine-tuning, or, for a multi-step prune's folder, every
+    round from the one where it stopped (ending with the weights an uninterrupted run has)."""
+    run = Run.load(path)
+    plan = run.manifest.get("prune", {}).get("plan")
+    if plan is None or run.manifest.get("status") == "complete":  # one round (fit refuses a finished one)
+        return _resume_finetune(path, progress)
+    run.lock()  # one writer: a second resume of the same prune stops here
+    root = Run(run.path, {"parent": plan["parent"], "parent_abs": plan["parent_abs"]}).parent  # resolved like a parent
+    known = {k: v for k, v in plan.items() if k in PruneConfig.__dataclass_fields__}
+    cfg = PruneConfig(**{**known, "parent": str(root.path), "out": str(run.path)})
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if progress:
+        console.print(f"resuming the {cfg.steps}-round prune {run.path}")
+    return _prune_in_rounds(cfg, run, root, TrainConfig.from_dict(root.manifest["config"]), progress)
+
+
+def _resume_finetune(path: str | Path, progress: bool) -> Run:
+    """Continue one prune run's interrupted fine-tuning, then record its after-fine-tune figures."""
     run = fit(TrainConfig(), resume=path, progress=progress)
     _record_final(run, run.manifest["prune"].get("sparsity") is not None)
+    run.unlock()
     return run
 
 
