@@ -54,7 +54,7 @@ SHIPPED_FILES = (MODEL_FILE, ONNX_FILE)
 
 def portable(text: str) -> str:
     """A command or path without this machine's folders: data files by name, run folders by their last part."""
-    return re.sub(r"(?:/[^\s/'\"]+)+/([^\s/'\"]+)", r"\1", text)
+    return re.sub(r"(?<![\w.~])(?:/|\.\./|~/)(?:[^\s/'\"]+/)*([^\s/'\"]+)", r"\1", text)
 
 
 def strip_manifest(manifest: dict[str, Any], name: str, parent: str | None) -> dict[str, Any]:
@@ -178,6 +178,19 @@ def add_entry(name: str, run_path: Path, tier: str, summary: str, int8: bool, da
     return [e[0] for e in entries]
 
 
+def _ms(row: dict) -> str:
+    return f"{row['p50_ms']:.3f} ms" if "p50_ms" in row else "—"
+
+
+def remeasure(index: dict[str, Any], data: Path, threads: int) -> None:
+    """Time (and score) every packaged entry again, e.g. on a quiet machine; the cards keep the rest."""
+    for name, card in index["models"].items():
+        measured = measure(zoo.MODELS_DIR / card["folder"], data, threads)
+        card.update(val=measured["scores"]["val"], test=measured["scores"]["test"],
+                    latency={"threads": threads, "cpu": measured["host"].get("cpu"), **measured["latency"]})
+        print(f"zoo:{name}: test {card['test']['accuracy']:.2%}, latency {card['latency']}", flush=True)
+
+
 def render(index: dict[str, Any]) -> str:
     lines = [
         "# fercomp model zoo",
@@ -199,8 +212,7 @@ def render(index: dict[str, Any]) -> str:
             f"| `zoo:{name}`{' (default)' if name == index.get('default') else ''} | {c['tier']} | {c['architecture']} "
             f"| {c['params']:,} | {c['macs'] / 1e6:.1f} M | {c['precision']} | {c['val']['accuracy']:.2%} "
             f"| **{c['test']['accuracy']:.2%}** | {target:.1%} ({met}) | {c['test']['macro_f1']:.2%} "
-            f"| {ort1.get('p50_ms', float('nan')):.3f} ms | {ort64.get('images_per_s', 0):,.0f} "
-            f"| {t1.get('p50_ms', float('nan')):.3f} ms |")
+            f"| {_ms(ort1)} | {ort64.get('images_per_s', 0):,.0f} | {_ms(t1)} |")
     lines += ["", "Recipes (exact commands, data files by name):", ""]
     for name, c in index["models"].items():
         lines.append(f"- **zoo:{name}** ({c['latency'].get('cpu')}, {c['latency']['threads']} threads):")
@@ -219,6 +231,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--render", action="store_true", help="only regenerate the tables")
+    parser.add_argument("--remeasure", action="store_true", help="time and score every entry again")
     args = parser.parse_args()
     try:
         for item in args.add:
@@ -230,6 +243,9 @@ def main() -> None:
     if not zoo.INDEX_FILE.is_file():
         raise SystemExit("no zoo index yet: --add a run first")
     index = json.loads(zoo.INDEX_FILE.read_text())
+    if args.remeasure:
+        remeasure(index, args.data, args.threads)
+        write_json(zoo.INDEX_FILE, index)
     if args.default:
         if args.default not in index["models"]:
             raise SystemExit(f"--default {args.default}: not in the zoo")

@@ -283,10 +283,11 @@ def quantize(
     mode: str = typer.Option("ptq", help="ptq (calibrate on training images) | qat (fine-tune with fake quantization)"),
     calib: int = typer.Option(512, help="training images used for calibration"),
     calib_method: str = typer.Option("minmax", help="minmax | percentile | entropy"),
-    activations: str = typer.Option("u8-asym", help="u8-asym (ONNX Runtime CPU) | s8-sym (TensorRT explicit INT8; ptq)"),
+    activations: str = typer.Option("u8-asym", help="u8-asym (ONNX Runtime CPU) | s8-sym (TensorRT explicit INT8; ptq and qat)"),
     epochs: int = typer.Option(5, help="qat: fine-tuning epochs (BN stats freeze at 60%, observers at 80%)"),
     lr: Optional[float] = typer.Option(None, help="qat: peak lr (default: a twentieth of the parent's)"),
     distill: bool = typer.Option(False, "--distill", help="qat: also learn the float parent's soft targets"),
+    data: Optional[str] = typer.Option(None, help="calibrate / fine-tune on this source (default: the parent's own)"),
     out: Optional[str] = typer.Option(None, help="new run folder (default <parent>-int8)"),
     threads: Optional[int] = typer.Option(None),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
@@ -296,7 +297,7 @@ def quantize(
 
     result = quantize_run(QuantizeConfig(parent=run, mode=mode, calib=calib, calib_method=calib_method,
                                          activations=activations, epochs=epochs, lr=lr, distill=distill,
-                                         out=out, threads=threads), progress=progress)
+                                         out=out, threads=threads, data=data), progress=progress)
     q = result.manifest["quantize"]
     console.print(f"run folder: {result.path}", soft_wrap=True, highlight=False)
     table = Table(title=f"INT8 {q['mode']} ({q['activations']} activations)")
@@ -326,6 +327,7 @@ def export_cmd(
     max_batch: int = typer.Option(256, help="largest batch of the TensorRT profile"),
     workspace: int = typer.Option(1024, help="TensorRT builder workspace, MiB"),
     threads: Optional[int] = typer.Option(None),
+    data: Optional[str] = typer.Option(None, help="parity images from this source (default: the run's own test split)"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """ONNX (+ onnxsim, checker, metadata) verified against PyTorch; optionally a TensorRT engine."""
@@ -336,7 +338,8 @@ def export_cmd(
     precision = "fp16" if fp16 else "int8" if int8 else None
     report = export_run(ExportConfig(run=run, opset=opset, dynamic_batch=dynamic_batch, simplify=simplify, trt=trt,
                                      precision=precision, sparse=sparse, parity_images=parity_images,
-                                     max_batch=max_batch, workspace_mib=workspace, threads=threads), progress=progress)
+                                     max_batch=max_batch, workspace_mib=workspace, threads=threads, data=data),
+                        progress=progress)
     p, o = report["parity"], report["onnx"]
     table = Table(title=f"fercomp export — {run}")
     for col in ("file", "size", "nodes", "compared with", "images", "top-1 agreement", "max |Δp|"):
@@ -608,6 +611,7 @@ def predict(
 
     if model is None:
         model = f"{zoo.PREFIX}{zoo.default_name()}"
+        zoo.resolve(model)  # verified before anything is said or written
         card = zoo.card(model[len(zoo.PREFIX):])
         console.print(f"model: {model} ({card['architecture']}, {card['params']:,} params, "
                       f"{card['test']['accuracy']:.2%} on FER2013 PrivateTest); --model picks another",

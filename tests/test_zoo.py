@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 from pathlib import Path
 
@@ -114,18 +115,40 @@ def test_predict_without_model_uses_the_default_zoo_model_on_a_photo(tmp_path, c
 
 
 def test_every_stage_takes_a_zoo_name(tmp_path, capsys, monkeypatch):
-    """evaluate / export / bench / predict / ensemble / prune's teacher all resolve zoo:NAME."""
+    """evaluate, predict, export, quantize, bench, ensemble, explain and a training's --teacher resolve
+    zoo:NAME; results go to artifacts/, never into the package."""
     from fercomp.data.synthetic import make_synthetic
 
     monkeypatch.chdir(tmp_path)
     name = zoo.default_name()
+    before = {p.name: p.stat().st_mtime_ns for p in zoo.resolve(name).iterdir()}
     x, y = make_synthetic(n_per_class=10, seed=1)
     np.savez(tmp_path / "faces.npz", x=x, y=y)
-    code, out, err = run_cli(capsys, "evaluate", f"zoo:{name}", "--data", "faces.npz", "--json")
-    assert code == 0, err
-    assert not any(p.name.startswith("eval_") for p in zoo.resolve(name).iterdir())  # nothing written into the package
-    code, _, err = run_cli(capsys, "predict", str(PHOTO), "--model", name, "--out", "p2", "--no-progress")
-    assert code == 0, err
+
+    def ok(*argv):
+        code, out, err = run_cli(capsys, *argv)
+        assert code == 0, err
+        return out + err
+
+    ok("evaluate", f"zoo:{name}", "--data", "faces.npz", "--json")
+    ok("predict", str(PHOTO), "--model", name, "--out", "p2", "--no-progress")
+    assert "read-only; exporting its copy in artifacts" in ok("export", f"zoo:{name}", "--data", "faces.npz")
+    copy = Run.load(tmp_path / "artifacts" / name)
+    assert copy.manifest["copied_from"] == f"zoo:{name}" and (copy.path / ONNX_FILE).is_file()
+    ok("quantize", f"zoo:{name}", "--data", "faces.npz", "--calib", "64", "--no-progress")
+    int8 = Run.load(tmp_path / "artifacts" / f"{name}-ptq-int8")
+    assert int8.manifest["parent"] == f"zoo:{name}" and int8.parent.is_zoo
+    ok("bench", f"zoo:{name}", "--backends", "onnxruntime", "--batch-sizes", "1", "--iters", "5", "--warmup", "1",
+       "--no-peak", "--data", "faces.npz", "--out", "bench", "--no-progress")
+    report = json.loads((tmp_path / "bench" / "report.json").read_text())
+    assert [r["run"] for r in report["rows"] if r["status"] == "ok"] == [name]
+    ok("train", "--model", "baseline_cnn", "--synthetic-per-class", "20", "--epochs", "1", "--teacher", f"zoo:{name}",
+       "--out", "student", "--no-progress")
+    ok("ensemble", "student", f"zoo:{name}", "--out", "duo")  # evaluated on the first member's data
+    explained = ok("explain", f"zoo:{name}", str(PHOTO), "--out", "cam", "--no-progress")
+    assert (tmp_path / "cam").is_dir(), explained
+    after = {p.name: p.stat().st_mtime_ns for p in zoo.resolve(name).iterdir()}
+    assert after == before  # the package is never written
 
 
 def test_corrupted_zoo_file_is_one_line_and_exit_2(corrupt_zoo, tmp_path, capsys, monkeypatch):

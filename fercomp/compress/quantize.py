@@ -59,6 +59,7 @@ class QuantizeConfig:
     out: str | None = None
     threads: int | None = None
     seed: int = 0
+    data: str | None = None  # calibrate / fine-tune on this source instead of the parent's own (e.g. a zoo model's)
 
     def validate(self) -> None:
         if self.mode not in MODES:
@@ -158,6 +159,7 @@ def _quantize_aware_training(cfg: QuantizeConfig, parent: Run, out: Path, progre
         "distill_from": parent.ref if cfg.distill else None,
         "keep_sparsity": False,
         "threads": cfg.threads or parent_cfg.threads,
+        **({"data": cfg.data} if cfg.data else {}),
     })
     recipe = QatRecipe(freeze_bn, freeze_observers, source_run=parent.ref, activations=cfg.activations)
     with removed_on_failure(run):
@@ -180,7 +182,7 @@ def quantize_run(cfg: QuantizeConfig, progress: bool = True) -> Run:
         parent.load_model()  # ... or if the parent holds no model
         return _quantize_aware_training(cfg, parent, out, progress)
     model, spec = parent.load_model()
-    data = data_for_run(parent, None)
+    data = data_for_run(parent, cfg.data)
     run = Run.create(out, stage="quantize", parent=parent, model=spec, params=parent.manifest.get("params"),
                      macs=parent.manifest.get("macs"),
                      quantize={"mode": cfg.mode, "calib_images": cfg.calib, "calib_method": cfg.calib_method,

@@ -53,6 +53,7 @@ class ExportConfig:
     static_batch: int = 1  # the batch of a --static-batch export
     workspace_mib: int = 1024
     threads: int | None = None
+    data: str | None = None  # parity images from this source instead of the run's own
 
     def validate(self) -> None:
         require_at_least(("--max-batch", self.max_batch, 1), ("--opt-batch", self.opt_batch, 1),
@@ -81,20 +82,21 @@ def parity(reference, candidate, images: np.ndarray) -> dict[str, Any]:
     }
 
 
-def held_out_split(run: Run):
-    """The run's own held-out images: its test split (FER2013 PrivateTest), or val when it has none.
+def held_out_split(run: Run, data_source: str | None = None):
+    """The run's own held-out images (or those of `data_source`, e.g. for a zoo model whose data
+    file is elsewhere): the test split (FER2013 PrivateTest), or val when there is none.
 
     Returns (split, class names, "source split") — what export checks parity on and deploy ships."""
     from ..train.evaluate import data_for_run
 
-    data = data_for_run(run, None)
+    data = data_for_run(run, data_source)
     name = "test" if "test" in data.splits and len(data.splits["test"]) else "val"
     return data.split(name), data.class_names, f"{data.source} {name}"
 
 
-def parity_images(run: Run, limit: int | None) -> tuple[np.ndarray, str]:
+def parity_images(run: Run, limit: int | None, data_source: str | None = None) -> tuple[np.ndarray, str]:
     """Real images to compare on, the first `limit` of them when given."""
-    split, _, where = held_out_split(run)
+    split, _, where = held_out_split(run, data_source)
     return (split.x[:limit] if limit else split.x), where
 
 
@@ -126,7 +128,7 @@ def export_run(cfg: ExportConfig, progress: bool = True) -> dict[str, Any]:
     if quantized and cfg.precision != "int8":
         raise ConfigError(f"{run.path} is an INT8 run: its engine is built from the QDQ ONNX with --int8")
     source, reference = _float_reference(run)
-    images, where = parity_images(run, cfg.parity_images)
+    images, where = parity_images(run, cfg.parity_images, cfg.data)
 
     if quantized:
         if not onnx_path.is_file():
