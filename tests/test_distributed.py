@@ -46,16 +46,32 @@ class NoBatchNormCNN(nn.Module):
         return self.head(self.features(x))
 
 
-try:
-    @register_model("test_no_bn_cnn", description="test only: no BatchNorm", family="cnn")
-    def _no_bn_cnn(num_classes: int = 7) -> nn.Module:
-        return NoBatchNormCNN(num_classes)
-except ValueError:  # registered already (the module imported twice)
-    pass
+NO_BN = "test_no_bn_cnn"
+
+
+def register_no_bn_model() -> None:
+    """Register the test model for the duration of a test (and in each spawned rank)."""
+    from fercomp.models import registry
+
+    if NO_BN not in registry.list_models():
+        register_model(NO_BN, description="test only: no BatchNorm", family="cnn")(_no_bn_cnn)
+
+
+def _no_bn_cnn(num_classes: int = 7) -> nn.Module:
+    return NoBatchNormCNN(num_classes)
+
+
+@pytest.fixture
+def no_bn_model():
+    from fercomp.models import registry
+
+    register_no_bn_model()
+    yield NO_BN
+    registry._REGISTRY.pop(NO_BN, None)  # other tests walk the registry: leave it as it was
 
 
 def config(out: Path, **kw) -> TrainConfig:
-    base = dict(model="test_no_bn_cnn", synthetic_per_class=30, epochs=2, batch_size=32, lr=0.05, optimizer="sgd",
+    base = dict(model=NO_BN, synthetic_per_class=30, epochs=2, batch_size=32, lr=0.05, optimizer="sgd",
                 augment="geometric", warmup_epochs=0, threads=1, channels_last=False, out=str(out))
     base.update(kw)
     return TrainConfig(**base)
@@ -71,6 +87,7 @@ def _rank_worker(rank: int, world: int, port: int, out: str) -> None:
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))
     torch.set_num_threads(1)
+    register_no_bn_model()
     fit(config(Path(out)), progress=False)
 
 
@@ -82,7 +99,7 @@ def weights(folder: Path) -> dict:
     return torch.load(folder / "last.pt", weights_only=True)["model"]
 
 
-def test_two_gloo_processes_compute_what_one_process_computes(tmp_path):
+def test_two_gloo_processes_compute_what_one_process_computes(tmp_path, no_bn_model):
     one = fit(config(tmp_path / "one"), progress=False)
     mp.spawn(_rank_worker, args=(2, free_port(), str(tmp_path / "two")), nprocs=2, join=True)
     two = Run.load(tmp_path / "two")

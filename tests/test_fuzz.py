@@ -21,7 +21,7 @@ from fercomp.data.synthetic import make_synthetic
 from fercomp.errors import FercompError
 from fercomp.runs import Run
 
-EXAMPLES = 60
+EXAMPLES = 40
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 

@@ -105,9 +105,9 @@ def epochs_done(folder: Path) -> int:
 
 
 def test_sigterm_mid_training_marks_interrupted_and_resume_equals_uninterrupted(tmp_path):
-    args = ["--model", "baseline_cnn", "--synthetic-per-class", "120", "--epochs", "4", "--batch-size", "32",
+    args = ["--model", "baseline_cnn", "--synthetic-per-class", "80", "--epochs", "3", "--batch-size", "32",
             "--lr", "0.02", "--threads", "1", "--no-progress"]
-    straight = fit(small(tmp_path, "straight", synthetic_per_class=120, epochs=4), progress=False)
+    straight = fit(small(tmp_path, "straight", synthetic_per_class=80, epochs=3), progress=False)
     killed = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "fercomp.cli", "train", *args, "--out", str(killed)],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -118,7 +118,7 @@ def test_sigterm_mid_training_marks_interrupted_and_resume_equals_uninterrupted(
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 143, out
     manifest = Run.load(killed).manifest
-    assert manifest["status"] == "interrupted" and manifest["epochs_done"] < 4, out
+    assert manifest["status"] == "interrupted" and manifest["epochs_done"] < 3, out
     assert "fercomp train --resume" in out
     resumed = fit(TrainConfig(), resume=killed, progress=False)
     a, b = weights(straight.path), weights(resumed.path)

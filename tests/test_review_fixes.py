@@ -26,7 +26,8 @@ def test_stage_without_config_evaluates_on_its_ancestors_data(npz_run, tmp_path)
     assert "config" not in int8.manifest
     report = evaluate_run(int8.path, split="test", write=False)
     assert report["source"].endswith("faces.npz")  # not the synthetic default
-    assert int8.manifest["parent"] == str(npz_run.path.resolve())
+    assert int8.parent.path.resolve() == npz_run.path.resolve()  # recorded relative, with the absolute path as fallback
+    assert int8.manifest["parent_abs"] == str(npz_run.path.resolve())
 
 
 def test_model_file_without_data_needs_the_flag(npz_run, tmp_path):

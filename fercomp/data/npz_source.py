@@ -6,6 +6,7 @@ Optional extras, read only when present: `class_names`, `{split}_row` (0-based F
 
 from __future__ import annotations
 
+import tokenize
 import zipfile
 import zlib
 from pathlib import Path
@@ -73,7 +74,9 @@ def _ferplus_votes(npz, path: Path, key: str, n: int) -> np.ndarray | None:
 
 
 # What a damaged npz raises while an array is read (the archive itself opened fine).
-READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError)
+# (numpy parses each array's header with the tokenize module: a damaged header raises its errors.)
+READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError, tokenize.TokenError,
+               SyntaxError)
 
 
 def _array(npz, key: str, path: Path) -> np.ndarray:
