@@ -316,3 +316,20 @@ def test_committed_results_carry_no_absolute_paths():
     found = {p.name: absolute.findall(p.read_text()) for p in (REPO / "benchmarks" / "results").iterdir()
              if p.suffix in (".json", ".md")}
     assert not {k: v for k, v in found.items() if v}
+
+
+def test_a_folder_of_other_sizes_is_resized_with_the_same_notice(tmp_path):
+    import cv2
+
+    from fercomp.data import load_data
+    from fercomp.data.synthetic import make_synthetic
+
+    x, _ = make_synthetic(n_per_class=4, seed=0)
+    (tmp_path / "happy").mkdir()
+    (tmp_path / "sad").mkdir()
+    for i in range(4):
+        cv2.imwrite(str(tmp_path / "happy" / f"{i}.png"), cv2.resize(x[i], (64, 64)))
+        cv2.imwrite(str(tmp_path / "sad" / f"{i}.png"), x[i])
+    data = load_data(tmp_path, val_fraction=0)
+    assert data.meta["resized"] == {"train": "4 images of 64x64 resized to 48x48"}
+    assert data.split("train").x.shape[1:] == (48, 48)

@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import DataError
 from .class_map import ClassResolver, ordered_class_names
 from .classes import CLASS_NAMES
-from .images import IMAGE_EXTENSIONS, IMAGE_SIZE, read_gray_image
+from .images import IMAGE_EXTENSIONS, IMAGE_SIZE, decode_gray_image, resize_batch
 from .raw import RawSplit
 
 SPLIT_FOLDERS = {
@@ -91,6 +91,16 @@ def folder_fingerprint(root: Path, files: list[Path]) -> str:
     return digest.hexdigest()
 
 
+def _resized_note(other_sizes: dict[tuple[int, int], int]) -> str | None:
+    """"12 images of 64x64, 3 of 100x80 resized to 48x48" (the most common sizes first)."""
+    if not other_sizes:
+        return None
+    ranked = sorted(other_sizes.items(), key=lambda kv: -kv[1])
+    parts = [f"{n} {'images' if i == 0 else ''} of {h}x{w}".replace("  ", " ") for i, ((h, w), n) in enumerate(ranked[:3])]
+    more = f" and {sum(n for _, n in ranked[3:])} of other sizes" if len(ranked) > 3 else ""
+    return ", ".join(parts) + more + " resized to 48x48"
+
+
 def read_folder(root: Path, class_map: dict[str, str] | None) -> tuple[dict[str, RawSplit], tuple[str, ...], str]:
     """-> ({split: RawSplit}, class_names, fingerprint). Without a class map the classes are the
     canonical seven; with one, they are the targets found (canonical order, then extras sorted)."""
@@ -106,16 +116,20 @@ def read_folder(root: Path, class_map: dict[str, str] | None) -> tuple[dict[str,
     splits: dict[str, RawSplit] = {}
     all_files: list[Path] = []
     for split, folders in layout.items():
-        images, labels = [], []
+        images, labels, other_sizes = [], [], {}
         for folder in folders:
             if targets[folder] is None:
                 continue
             files = _image_files(folder)
             all_files.extend(files)
-            images.extend(read_gray_image(f, IMAGE_SIZE) for f in files)
+            for file in files:
+                image = decode_gray_image(file)
+                if image.shape != (IMAGE_SIZE, IMAGE_SIZE):
+                    other_sizes[image.shape] = other_sizes.get(image.shape, 0) + 1
+                images.append(resize_batch(image[None])[0])
             labels.extend([class_names.index(targets[folder])] * len(files))
         x = np.stack(images) if images else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
-        splits[split] = RawSplit(x, np.array(labels, dtype=np.int64))
+        splits[split] = RawSplit(x, np.array(labels, dtype=np.int64), resized=_resized_note(other_sizes))
     if not all_files:
         raise DataError(
             f"{root}: no images found; expected ROOT/<class>/*.png or ROOT/train/<class>/*.jpg "

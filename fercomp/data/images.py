@@ -109,6 +109,14 @@ def _decode_with_pil(path: Path) -> np.ndarray | None:
 
 def read_gray_image(path: Path, size: int = IMAGE_SIZE) -> np.ndarray:
     """Decode any common image file to uint8 [size,size] grayscale, or raise DataError naming it."""
+    img = decode_gray_image(path)
+    if img.shape != (size, size):
+        img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+    return img
+
+
+def decode_gray_image(path: Path) -> np.ndarray:
+    """Decode any common image file to uint8 grayscale at its own size, or raise DataError naming it."""
     # np.fromfile + imdecode instead of cv2.imread: imread cannot open non-ASCII paths on Windows.
     try:
         raw = np.fromfile(path, dtype=np.uint8)
@@ -120,6 +128,4 @@ def read_gray_image(path: Path, size: int = IMAGE_SIZE) -> np.ndarray:
         img = _decode_with_pil(path)
     if img is None or img.ndim != 2 or img.size == 0:
         raise DataError(f"{path}: cannot decode image file (corrupt or unsupported format); delete or re-export it")
-    if img.shape != (size, size):
-        img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
     return img

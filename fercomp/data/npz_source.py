@@ -121,7 +121,9 @@ def read_npz(path: Path) -> tuple[dict[str, RawSplit], tuple[str, ...]]:
             if rows is not None and rows.shape != y.shape:
                 raise DataError(f"{path}: {split}_row has shape {rows.shape}, expected {y.shape}")
             votes = _ferplus_votes(npz, path, f"{split}_ferplus", len(y))
-            splits[split] = RawSplit(x, y, rows=rows, votes=votes, resized_from=_image_size(raw_x))
+            size = _image_size(raw_x)
+            resized = f"{len(y)} images of {size[0]}x{size[1]} resized to 48x48" if size else None
+            splits[split] = RawSplit(x, y, rows=rows, votes=votes, resized=resized)
         max_label = max((int(s.y.max()) for s in splits.values() if len(s.y)), default=-1)
         class_names = _class_names(npz, path, max_label)
     if not any(len(s.y) for s in splits.values()):

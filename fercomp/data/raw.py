@@ -16,4 +16,4 @@ class RawSplit:
     y: np.ndarray
     rows: np.ndarray | None = None
     votes: np.ndarray | None = None
-    resized_from: tuple[int, int] | None = None  # (H, W) the source stored, when not 48x48
+    resized: str | None = None  # what was resized to 48x48, said to the user and kept in the manifest

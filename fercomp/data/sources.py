@@ -134,8 +134,7 @@ def load_data(
             raise DataError(f"{path}: no such file or directory")
         raw, class_names, meta = read_source(path, class_map)
         display = str(path)
-        resized = {name: f"{len(part.y)} images of {part.resized_from[0]}x{part.resized_from[1]} resized to 48x48"
-                   for name, part in raw.items() if part.resized_from}
+        resized = {name: part.resized for name, part in raw.items() if part.resized}
         if resized:
             meta["resized"] = resized
         if not any(len(part.y) for part in raw.values()):
