@@ -333,3 +333,27 @@ def test_a_folder_of_other_sizes_is_resized_with_the_same_notice(tmp_path):
     data = load_data(tmp_path, val_fraction=0)
     assert data.meta["resized"] == {"train": "4 images of 64x64 resized to 48x48"}
     assert data.split("train").x.shape[1:] == (48, 48)
+
+
+def test_a_csv_of_other_square_sizes_is_resized_like_npz_and_folders(tmp_path):
+    import cv2
+    import numpy as np
+
+    from fercomp.data import load_data
+    from fercomp.data.synthetic import make_synthetic
+    from fercomp.errors import DataError
+
+    x, y = make_synthetic(n_per_class=3, seed=0)
+    small_x = np.stack([cv2.resize(img, (32, 32), interpolation=cv2.INTER_AREA) for img in x])
+    rows = [f"{c},{' '.join(map(str, img.ravel()))},Training" for img, c in zip(small_x, y)]
+    (tmp_path / "s32.csv").write_text("emotion,pixels,Usage\n" + "\n".join(rows) + "\n")
+    data = load_data(tmp_path / "s32.csv", val_fraction=0)
+    assert data.meta["resized"] == {"train": f"{len(y)} images of 32x32 resized to 48x48"}
+    np.testing.assert_array_equal(data.split("train").x[0], cv2.resize(small_x[0], (48, 48), interpolation=cv2.INTER_AREA))
+    rows[2] = rows[2].replace(" 0 ", " ", 1) if " 0 " in rows[2] else rows[2].rsplit(" ", 1)[0] + ",Training"
+    (tmp_path / "mixed.csv").write_text("emotion,pixels,Usage\n" + "\n".join(rows) + "\n")
+    with pytest.raises(DataError, match=r"line 4: expected 1024 pixel values \(32x32, as on the first row\)"):
+        load_data(tmp_path / "mixed.csv")
+    (tmp_path / "odd.csv").write_text("emotion,pixels\n3," + " ".join(["7"] * 1000) + "\n")
+    with pytest.raises(DataError, match="1000 pixel values is not a square image"):
+        load_data(tmp_path / "odd.csv")

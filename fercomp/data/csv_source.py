@@ -8,13 +8,14 @@ small row chunks (small enough to stay in the CPU cache, which makes it several 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DataError
 from .classes import CLASS_NAMES
-from .images import IMAGE_SIZE
+from .images import IMAGE_SIZE, resize_batch
 
 PIXELS_PER_IMAGE = IMAGE_SIZE * IMAGE_SIZE
 # Usage column -> split name (case-insensitive); the Kaggle values plus plain split names.
@@ -44,9 +45,9 @@ def _locate_lines(buf: np.ndarray, offset: int) -> tuple[np.ndarray, np.ndarray]
 
 
 def _parse_pixel_rows(buf: np.ndarray, left: np.ndarray, right: np.ndarray,
-                      lines: np.ndarray, data: bytes, path: Path) -> np.ndarray:
+                      lines: np.ndarray, data: bytes, path: Path, per_image: int = PIXELS_PER_IMAGE) -> np.ndarray:
     """Pixel fields given by byte spans [left, right) -> uint8 [rows, 2304]; errors name the line."""
-    out = np.empty((len(left), PIXELS_PER_IMAGE), dtype=np.uint8)
+    out = np.empty((len(left), per_image), dtype=np.uint8)
     for c0 in range(0, len(left), _CHUNK_ROWS):
         lo, hi = int(left[c0]), int(right[min(c0 + _CHUNK_ROWS, len(left)) - 1])
         # Two leading spaces let every token look back two bytes; one trailing space ends the last token.
@@ -63,12 +64,12 @@ def _parse_pixel_rows(buf: np.ndarray, left: np.ndarray, right: np.ndarray,
             _raise_bad_token(data, int(left[row]), int(right[row]), int(lines[row]), path)
         ends = np.flatnonzero(is_digit[:-1] & ~is_digit[1:])
         counts = np.diff(np.searchsorted(ends, row_right), prepend=0)
-        wrong = np.flatnonzero(counts != PIXELS_PER_IMAGE)
+        wrong = np.flatnonzero(counts != per_image)
         if len(wrong):
             row = c0 + int(wrong[0])
             raise DataError(
-                f"{path} line {lines[row]}: expected {PIXELS_PER_IMAGE} pixel values "
-                f"({IMAGE_SIZE}x{IMAGE_SIZE}), found {int(counts[wrong[0]])}"
+                f"{path} line {lines[row]}: expected {per_image} pixel values "
+                f"({_side(per_image)}x{_side(per_image)}, as on the first row), found {int(counts[wrong[0]])}"
             )
         # Each token is read backwards from its last byte: ones, tens (if a digit), hundreds.
         ones, tens, hundreds, thousands = (seg[ends - k] for k in range(4))
@@ -79,9 +80,9 @@ def _parse_pixel_rows(buf: np.ndarray, left: np.ndarray, right: np.ndarray,
                   + np.where(has_hundreds, hundreds - _DIGIT0, 0).astype(np.uint16) * 100)
         too_big = (values > 255) | (has_hundreds & (thousands >= _DIGIT0))
         if too_big.any():
-            row = c0 + int(np.flatnonzero(too_big)[0] // PIXELS_PER_IMAGE)
+            row = c0 + int(np.flatnonzero(too_big)[0] // per_image)
             raise DataError(f"{path} line {lines[row]}: pixel value out of range 0..255")
-        out[c0:c0 + len(row_left)] = values.reshape(-1, PIXELS_PER_IMAGE)
+        out[c0:c0 + len(row_left)] = values.reshape(-1, per_image)
     return out
 
 
@@ -107,8 +108,22 @@ def _require_text(data: bytes, path: Path) -> None:
                             "or an image folder") from None
 
 
-def read_fer2013_csv(path: Path) -> tuple[dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], bool]:
-    """Parse a FER2013 csv -> ({split: (x uint8 [N,48,48], y int64 [N], csv row int64 [N])}, has_usage).
+def _side(pixels: int) -> int:
+    return math.isqrt(pixels)
+
+
+def _pixels_per_image(data: bytes, left: int, right: int, path: Path, line: int) -> int:
+    """The image size every row must have: the first row's, when it is a square (48x48 for FER2013)."""
+    count = len(data[left:right].split())
+    if count != PIXELS_PER_IMAGE and (count == 0 or _side(count) ** 2 != count):
+        raise DataError(f"{path} line {line}: {count} pixel values is not a square image; expected "
+                        f"{PIXELS_PER_IMAGE} ({IMAGE_SIZE}x{IMAGE_SIZE})")
+    return count
+
+
+def read_fer2013_csv(path: Path) -> tuple[dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], bool, int]:
+    """Parse a FER2013 csv -> ({split: (x uint8 [N,48,48], y int64 [N], csv row int64 [N])}, has_usage,
+    the side of the stored images: square images of another size are resized to 48x48).
 
     Rows all go to train when there is no Usage column. The csv row is the 0-based data row,
     the index that fer2013new.csv (FER+) is joined on.
@@ -175,11 +190,14 @@ def read_fer2013_csv(path: Path) -> tuple[dict[str, tuple[np.ndarray, np.ndarray
     for _ in range(2):
         left = left + ((left < right) & np.isin(buf[np.minimum(left, len(buf) - 1)], (_QUOTE, _SPACE)))
         right = right - ((right > left) & np.isin(buf[np.maximum(right - 1, 0)], (_QUOTE, _SPACE)))
-    pixels = _parse_pixel_rows(buf, left, right, lines, data, path)
+    per_image = _pixels_per_image(data, int(left[0]), int(right[0]), path, int(lines[0]))
+    pixels = _parse_pixel_rows(buf, left, right, lines, data, path, per_image)
+    side = _side(per_image)
 
     result = {}
     for name in ("train", "val", "test"):
         rows = np.flatnonzero(split_of_row == name)
         if len(rows):
-            result[name] = (pixels[rows].reshape(-1, IMAGE_SIZE, IMAGE_SIZE), labels[rows], rows.astype(np.int64))
-    return result, usage_col is not None
+            images = resize_batch(pixels[rows].reshape(-1, side, side))
+            result[name] = (images, labels[rows], rows.astype(np.int64))
+    return result, usage_col is not None, side

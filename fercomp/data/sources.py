@@ -29,8 +29,10 @@ def read_source(path: Path, class_map: dict | None) -> tuple[dict[str, RawSplit]
         return splits, class_names, {"kind": "folder", "path": str(path), "sha256": fingerprint}
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        parsed, _ = read_fer2013_csv(path)
-        splits = {name: RawSplit(x, y, rows=rows) for name, (x, y, rows) in parsed.items()}
+        parsed, _, side = read_fer2013_csv(path)
+        note = None if side == 48 else f"images of {side}x{side} resized to 48x48"
+        splits = {name: RawSplit(x, y, rows=rows, resized=note and f"{len(y)} {note}")
+                  for name, (x, y, rows) in parsed.items()}
         kind, class_names = "csv", CLASS_NAMES
     elif suffix == ".npz":
         splits, class_names = read_npz(path)
