@@ -128,7 +128,11 @@ class OnnxPredictor:
             x = np.concatenate([x, np.zeros((self.fixed_batch - n, *x.shape[1:]), x.dtype)])
         if self.fixed_batch and n > self.fixed_batch:
             return np.concatenate([self.forward(x[i : i + self.fixed_batch]) for i in range(0, n, self.fixed_batch)])
-        return self.session.run(None, {self.input_name: x})[0][:n]
+        try:
+            return self.session.run(None, {self.input_name: x})[0][:n]
+        except Exception as exc:  # a damaged graph can load and fail only when it runs (e.g. a Reshape)
+            raise ModelError(f"{self.path}: ONNX Runtime cannot run it ({exc.__class__.__name__}: "
+                             f"{str(exc).splitlines()[0][:200]}); export it again with `fercomp export`") from None
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         return batched_proba(self, images)
