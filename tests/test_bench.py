@@ -102,6 +102,7 @@ def test_unavailable_backends_are_rows_with_reasons(family, monkeypatch):
     assert "QDQ ONNX" in rows[0]["reason"] and "TensorRT is not installed" in rows[1]["reason"]
 
 
+@pytest.mark.slow  # runs in CI (FERCOMP_ALL_TESTS=1); left out of the quick `make test`
 def test_bench_end_to_end_through_every_available_backend(family, tmp_path):
     base, int8 = family
     report = run_bench(BenchConfig(models=[str(int8.path)], batch_sizes=(1, 8), threads=1, iters=3, warmup=1),

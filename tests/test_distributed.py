@@ -114,6 +114,7 @@ def test_two_gloo_processes_compute_what_one_process_computes(tmp_path, no_bn_mo
         assert torch.allclose(w1[key], w2[key], rtol=1e-4, atol=1e-6), key
 
 
+@pytest.mark.slow  # runs in CI (FERCOMP_ALL_TESTS=1); left out of the quick `make test`
 def test_nproc_2_trains_one_run_folder_written_by_rank_0(tmp_path):
     args = ["train", "--model", "separable_cnn", "--synthetic-per-class", "40", "--epochs", "2", "--batch-size", "64",
             "--threads", "1", "--no-progress"]

@@ -32,7 +32,8 @@ def random_faces(n=24, seed=0):
     return np.random.default_rng(seed).integers(0, 256, (n, 48, 48), dtype=np.uint8)
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in ("vgg16", "resnet50") else n
+                                  for n in list_models()])  # the two largest run in CI only (see Makefile)
 def test_every_registry_model_exports_with_parity(name, tmp_path):
     torch.manual_seed(0)
     model = create(name).eval()

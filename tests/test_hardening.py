@@ -104,6 +104,7 @@ def epochs_done(folder: Path) -> int:
         return 0
 
 
+@pytest.mark.slow  # runs in CI (FERCOMP_ALL_TESTS=1); left out of the quick `make test`
 def test_sigterm_mid_training_marks_interrupted_and_resume_equals_uninterrupted(tmp_path):
     args = ["--model", "baseline_cnn", "--synthetic-per-class", "80", "--epochs", "3", "--batch-size", "32",
             "--lr", "0.02", "--threads", "1", "--no-progress"]

@@ -3,10 +3,13 @@
 import json
 import tarfile
 
+import pytest
+
 from fercomp.cli import main
 from fercomp.runs import Run
 
 
+@pytest.mark.slow  # runs in CI (FERCOMP_ALL_TESTS=1); left out of the quick `make test`
 def test_pipeline_runs_every_stage_end_to_end(capsys, tmp_path):
     out = tmp_path / "pipe"
     code = main(["pipeline", "--out", str(out), "--epochs", "4", "--finetune-epochs", "1", "--no-progress"])

@@ -149,6 +149,7 @@ def test_s8_symmetric_qat_exports_tensorrt_ready_int8_that_stays_accurate(qat_s8
     assert trt.calls[-1][1]["strongly_typed"]
 
 
+@pytest.mark.slow  # runs in CI (FERCOMP_ALL_TESTS=1); left out of the quick `make test`
 def test_qat_resumes_after_interruption(trained, tmp_path, monkeypatch):
     from fercomp.compress import qat as qat_module
     from fercomp.runs import Run

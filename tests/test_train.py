@@ -207,6 +207,7 @@ def test_bad_config_names_the_flag_and_writes_nothing(tmp_path, field, value, fl
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow  # runs in CI (FERCOMP_ALL_TESTS=1); left out of the quick `make test`
 def test_real_fer2013_smoke(tmp_path, fer2013_npz):
     """One epoch on the real data: the whole path runs on FER2013 and beats the majority class."""
     from fercomp.data import load_data
