@@ -52,14 +52,14 @@ DATA_TERMS = ("Trained on FER2013 (Goodfellow et al., 2013, ICML 2013 Challenges
 SHIPPED_FILES = (MODEL_FILE, ONNX_FILE)
 
 
-def portable(text: str) -> str:
+def without_folders(text: str) -> str:
     """A command or path without this machine's folders: data files by name, run folders by their last part."""
     return re.sub(r"(?<![\w.~])(?:/|\.\./|~/)(?:[^\s/'\"]+/)*([^\s/'\"]+)", r"\1", text)
 
 
 def strip_manifest(manifest: dict[str, Any], name: str, parent: str | None) -> dict[str, Any]:
     """The packaged run's manifest: no absolute paths, lineage through zoo names, only shipped files."""
-    out = json.loads(portable(json.dumps(manifest)))
+    out = json.loads(without_folders(json.dumps(manifest)))
     out.update(name=name, parent=parent, parent_abs=None, zoo=name)
     if "config" in out:
         out["config"]["out"] = None
@@ -93,7 +93,7 @@ def package(run: Run, name: str, parent: str | None, files: dict[str, Path]) -> 
 
 
 def lineage_commands(run: Run) -> list[str]:
-    return [portable(r.manifest["command"]) for r in run.lineage() if r.manifest.get("command")]
+    return [without_folders(r.manifest["command"]) for r in run.lineage() if r.manifest.get("command")]
 
 
 def measure(folder: Path, data: Path, threads: int) -> dict[str, Any]:

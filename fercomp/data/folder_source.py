@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import DataError
 from .class_map import ClassResolver, ordered_class_names
 from .classes import CLASS_NAMES
-from .images import IMAGE_EXTENSIONS, IMAGE_SIZE, decode_gray_image, resize_batch
+from .images import IMAGE_EXTENSIONS, IMAGE_SIZE, decode_gray_image, opencv_quiet, resize_batch
 from .raw import RawSplit
 
 SPLIT_FOLDERS = {
@@ -122,8 +122,9 @@ def read_folder(root: Path, class_map: dict[str, str] | None) -> tuple[dict[str,
                 continue
             files = _image_files(folder)
             all_files.extend(files)
-            for file in files:
-                image = decode_gray_image(file)
+            with opencv_quiet():  # once per class folder, not per image
+                decoded = [decode_gray_image(file) for file in files]
+            for image in decoded:
                 if image.shape != (IMAGE_SIZE, IMAGE_SIZE):
                     other_sizes[image.shape] = other_sizes.get(image.shape, 0) + 1
                 images.append(resize_batch(image[None])[0])

@@ -109,21 +109,22 @@ def _decode_with_pil(path: Path) -> np.ndarray | None:
 
 def read_gray_image(path: Path, size: int = IMAGE_SIZE) -> np.ndarray:
     """Decode any common image file to uint8 [size,size] grayscale, or raise DataError naming it."""
-    img = decode_gray_image(path)
+    with opencv_quiet():
+        img = decode_gray_image(path)
     if img.shape != (size, size):
         img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
     return img
 
 
 def decode_gray_image(path: Path) -> np.ndarray:
-    """Decode any common image file to uint8 grayscale at its own size, or raise DataError naming it."""
+    """Decode any common image file to uint8 grayscale at its own size, or raise DataError naming it.
+    Call it inside `opencv_quiet()` (once around a whole folder: it redirects stderr)."""
     # np.fromfile + imdecode instead of cv2.imread: imread cannot open non-ASCII paths on Windows.
     try:
         raw = np.fromfile(path, dtype=np.uint8)
     except OSError as err:
         raise DataError(f"{path}: cannot read image file ({err.strerror or err})") from err
-    with opencv_quiet():
-        img = cv2.imdecode(raw, cv2.IMREAD_GRAYSCALE) if raw.size else None
+    img = cv2.imdecode(raw, cv2.IMREAD_GRAYSCALE) if raw.size else None
     if img is None:
         img = _decode_with_pil(path)
     if img is None or img.ndim != 2 or img.size == 0:
