@@ -598,7 +598,15 @@ def predict(
     backend: Optional[str] = typer.Option(None, help="torch | onnxruntime | tensorrt (default: the model's own)"),
     every: int = typer.Option(1, help="videos and webcams: analyse every Nth frame"),
     detect: bool = typer.Option(True, "--detect/--no-detect", help="find faces, or take each image as one face crop"),
-    margin: float = typer.Option(0.1, help="added around each detected face, as a fraction of its size"),
+    detector: str = typer.Option("blazeface", help="blazeface (short range, fast) | blazeface-full (small, far "
+                                                   "faces) | haar (OpenCV's cascade)"),
+    margin: Optional[float] = typer.Option(None, help="added around each detected face, as a fraction of its size "
+                                                      "(default: the detector's own)"),
+    detect_every: int = typer.Option(1, help="videos and webcams: detect every Nth analysed frame, track between"),
+    smooth: int = typer.Option(1, help="videos and webcams: average each tracked face's probabilities over its "
+                                       "last N frames"),
+    pipeline: bool = typer.Option(True, "--pipeline/--no-pipeline",
+                                  help="videos: decode, detect and classify in overlapping threads"),
     threads: Optional[int] = typer.Option(None),
     batch_size: int = typer.Option(64, help="face crops per inference batch"),
     annotate: bool = typer.Option(True, "--annotate/--no-annotate", help="write copies with boxes and labels"),
@@ -617,9 +625,12 @@ def predict(
                       f"{card['test']['accuracy']:.2%} on FER2013 PrivateTest); --model picks another",
                       highlight=False, soft_wrap=True)
     summary = predict_sources(PredictConfig(sources=sources, model=model, out=out, backend=backend, every=every,
-                                            detect=detect, margin=margin, threads=threads, batch_size=batch_size,
+                                            detect=detect, detector=detector, margin=margin,
+                                            detect_every=detect_every, smooth=smooth, pipeline=pipeline,
+                                            threads=threads, batch_size=batch_size,
                                             annotate=annotate, max_frames=max_frames), progress=progress)
-    table = Table(title=f"fercomp predict ({summary['backend']})")
+    detected = f", {summary['detector']}" if summary["detector"] else ""
+    table = Table(title=f"fercomp predict ({summary['backend']}{detected})")
     table.add_column("")
     table.add_column("count", justify="right")
     table.add_column("share", justify="right")
@@ -630,6 +641,8 @@ def predict(
     table.add_row("files / video frames", f"{summary['files']} / {summary['frames']}")
     table.add_row("no face found", str(summary["no_face"]))
     table.add_row("unreadable", str(summary["errors"]))
+    if summary["stream_fps"]:
+        table.add_row("video frames per second", f"{summary['stream_fps']:.1f}")
     console.print(table)
     console.print(f"predictions: {summary['csv']}", soft_wrap=True, highlight=False)
     if summary["annotated_dir"] and summary["annotated"]:

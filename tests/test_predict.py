@@ -11,6 +11,7 @@ import pytest
 
 from fercomp.data.synthetic import draw_face
 from fercomp.deploy import runtime
+from fercomp.deploy.detectors import create_detector
 from fercomp.deploy.faces import Box, expand_box, find_face_crops, to_bgr, to_gray
 from fercomp.deploy.predict import NO_FACE, PredictConfig, predict_sources
 
@@ -70,6 +71,8 @@ def row_probs(row, class_names) -> np.ndarray:
 
 
 def predict(run_dir, sources, out, **kwargs) -> tuple[dict, list[dict[str, str]]]:
+    # The synthetic cartoon faces were sized for the Haar cascade; BlazeFace has tests/test_detectors.py.
+    kwargs.setdefault("detector", "haar")
     summary = predict_sources(PredictConfig(sources=[str(s) for s in sources], model=str(run_dir), out=str(out),
                                             **kwargs), progress=False)
     return summary, read_rows(summary["csv"])
@@ -96,7 +99,7 @@ def test_expand_box_is_clamped_to_the_image():
 
 
 def test_detection_finds_both_composited_faces():
-    boxes, crops = find_face_crops(scene(TWO_FACES), (48, 48))
+    boxes, crops = find_face_crops(scene(TWO_FACES), (48, 48), create_detector("haar"))
     truth = [Box(x, y, FACE_PX, FACE_PX) for x, y in TWO_FACES.values()]
     assert len(boxes) == 2
     assert all(iou(found, true) > 0.6 for found, true in zip(boxes, truth))
@@ -105,7 +108,7 @@ def test_detection_finds_both_composited_faces():
 
 def test_a_crop_at_input_size_skips_detection():
     blank = np.full((48, 48), BACKGROUND, np.uint8)  # no face a detector could find
-    boxes, crops = find_face_crops(blank, (48, 48))
+    boxes, crops = find_face_crops(blank, (48, 48), create_detector("haar"))
     assert boxes == [Box(0, 0, 48, 48)]
     np.testing.assert_array_equal(crops[0], blank)
 

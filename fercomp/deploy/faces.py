@@ -1,8 +1,9 @@
 """Find faces in an image and cut them out the way the model saw faces in training.
 
-Detection is OpenCV's frontal-face Haar cascade (shipped inside opencv-python-headless, so no
-download). A crop is the detected box grown by a margin, clamped to the image, in grayscale at
-the model's input size. Images that already are face crops skip detection.
+The detectors are in `detectors` (BlazeFace by default); OpenCV's frontal-face Haar cascade
+(shipped inside opencv-python-headless, so no download) is here. A crop is the detected box grown
+by a margin, clamped to the image, in grayscale at the model's input size. Images that already are
+face crops skip detection.
 """
 
 from __future__ import annotations
@@ -27,9 +28,6 @@ MIN_FACE_PX = 30
 # on a copy whose longest side is this long.
 DETECT_MAX_SIDE = 1280
 
-# Fraction of the face box added on each side: the cascade's box runs from the brows to below
-# the mouth, while FER-style crops include forehead and chin.
-DEFAULT_MARGIN = 0.1
 
 
 class Box(NamedTuple):
@@ -130,11 +128,17 @@ def crop_face(gray: np.ndarray, box: Box, margin: float, input_size: tuple[int, 
 
 
 def find_face_crops(
-    gray: np.ndarray, input_size: tuple[int, int], *, detect: bool = True, margin: float = DEFAULT_MARGIN
+    image: np.ndarray, input_size: tuple[int, int], detector=None, *, margin: float | None = None
 ) -> tuple[list[Box], list[np.ndarray]]:
-    """(boxes, crops) of the faces in an image; a face-crop image (or detect=False) is one whole-image face."""
-    if not detect or is_face_crop(gray, input_size):
+    """(boxes, crops) of the faces in an image (gray or BGR), found by `detector` (see `detectors`).
+
+    `detector=None`, or an image already the model's input size, is one whole-image face. The
+    margin defaults to the detector's own, the one that reproduces FER2013's framing.
+    """
+    gray = to_gray(image)
+    if detector is None or is_face_crop(gray, input_size):
         box = whole_image_box(gray)
         return [box], [crop_face(gray, box, 0.0, input_size)]
-    boxes = detect_faces(gray)
+    margin = detector.margin if margin is None else margin
+    boxes = [face.box for face in detector.detect(image)]
     return boxes, [crop_face(gray, box, margin, input_size) for box in boxes]

@@ -1,9 +1,12 @@
 """Predict emotions on images, folders, videos and webcams: a CSV, annotated copies, a summary.
 
 Every source becomes a stream of frames (a still image is one frame). Faces are found in each
-frame (`faces.find_face_crops`), their crops are queued and classified in batches across frames
-and files, and each frame's rows and annotation are written once its batch is back, in input
-order. A file that cannot be read is a CSV row with the reason and the rest still runs; what the
+frame by a detector (`detectors`, BlazeFace by default), their crops are queued and classified in
+batches across frames and files, and each frame's rows and annotation are written once its batch
+is back, in input order. In videos and webcams faces are tracked (`tracking`): each keeps an id,
+the detector may run only every Nth frame (`--detect-every`), probabilities may be averaged over a
+face's last frames (`--smooth`), and decoding, detection and classification run in three threads
+that overlap (`--no-pipeline` runs them one after another, with the same CSV). A file that cannot be read is a CSV row with the reason and the rest still runs; what the
 user must fix (a source that does not exist, a webcam that does not open, a model that cannot be
 loaded, a bad flag) stops the command before anything is written.
 """
@@ -14,6 +17,10 @@ import csv
 import datetime as _dt
 import math
 import os
+import queue
+import shutil
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -27,7 +34,9 @@ from ..data.images import opencv_quiet
 from ..io import atomic_path, write_bytes
 from ..ui import console, make_progress
 from . import runtime
-from .faces import DEFAULT_MARGIN, Box, find_face_crops, to_bgr, to_gray
+from .detectors import DEFAULT_DETECTOR, DETECTORS, Detector, create_detector
+from .faces import Box, crop_face, find_face_crops, to_bgr, to_gray
+from .tracking import Smoother, Tracker
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"})
 # Annotated images keep their format when OpenCV can write it, PNG otherwise (e.g. GIF).
@@ -42,6 +51,9 @@ MAX_PENDING_FRAMES = 32
 MIN_ANNOTATED_SIDE = 240
 ANNOTATED_VIDEO_FOURCC = "mp4v"
 FALLBACK_FPS = 25.0
+# A 150 MP grayscale+BGR decode needs ~0.6 GB; beyond it a photo is more likely a mistake (or a
+# decompression bomb) than a face to classify.
+MAX_IMAGE_PIXELS = 150_000_000
 
 
 @dataclass
@@ -52,7 +64,11 @@ class PredictConfig:
     backend: str | None = None  # default: the model's own (see runtime.load)
     every: int = 1
     detect: bool = True
-    margin: float = DEFAULT_MARGIN
+    detector: str = DEFAULT_DETECTOR
+    margin: float | None = None  # default: the detector's own (see detectors)
+    detect_every: int = 1
+    smooth: int = 1
+    pipeline: bool = True
     threads: int | None = None
     batch_size: int = 64
     annotate: bool = True
@@ -65,7 +81,10 @@ class PredictConfig:
 
         need(len(self.sources) > 0, "SOURCE", "at least one image, folder, video or webcam index", self.sources)
         need(self.every >= 1, "--every", ">= 1", self.every)
-        need(0 <= self.margin <= 1, "--margin", "in [0, 1]", self.margin)
+        need(self.margin is None or 0 <= self.margin <= 1, "--margin", "in [0, 1]", self.margin)
+        need(self.detector in DETECTORS, "--detector", f"one of {', '.join(DETECTORS)}", self.detector)
+        need(self.detect_every >= 1, "--detect-every", ">= 1", self.detect_every)
+        need(self.smooth >= 1, "--smooth", ">= 1 frames", self.smooth)
         need(self.batch_size >= 1, "--batch-size", ">= 1", self.batch_size)
         need(self.threads is None or self.threads >= 1, "--threads", ">= 1", self.threads)
         need(self.max_frames is None or self.max_frames >= 1, "--max-frames", ">= 1", self.max_frames)
@@ -160,6 +179,7 @@ def read_image(path: str | Path) -> np.ndarray:
         raise UnreadableSource(f"cannot read file ({err.strerror or err})") from err
     if raw.size == 0:
         raise UnreadableSource("empty file")
+    _refuse_huge(path)
     # ANYDEPTH|ANYCOLOR keeps 16-bit and colour yet, unlike IMREAD_UNCHANGED, applies EXIF rotation.
     with opencv_quiet():
         image = cv2.imdecode(raw, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
@@ -168,6 +188,23 @@ def read_image(path: str | Path) -> np.ndarray:
     if image is None or image.size == 0:
         raise UnreadableSource("cannot decode image (corrupt file or not an image)")
     return image
+
+
+def _refuse_huge(path: str | Path) -> None:
+    """Refuse, from its header, an image whose decoded pixels would not fit a sensible memory budget."""
+    from PIL import Image, UnidentifiedImageError
+
+    bomb_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # we judge the size ourselves
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return  # not PIL's to judge: OpenCV decides below
+    finally:
+        Image.MAX_IMAGE_PIXELS = bomb_limit
+    if width * height > MAX_IMAGE_PIXELS:
+        raise UnreadableSource(f"image too large: {width}x{height} pixels, over {MAX_IMAGE_PIXELS / 1e6:.0f} MP; "
+                               "downscale it")
 
 
 def _decode_with_pil(path: str | Path) -> np.ndarray | None:
@@ -212,7 +249,7 @@ def default_out_dir(root: Path = Path("artifacts/predict")) -> Path:
 
 
 def csv_header(class_names: list[str]) -> list[str]:
-    return ["source", "frame", "face", "x", "y", "w", "h", "predicted", "confidence", *class_names, "error"]
+    return ["source", "frame", "face", "track", "x", "y", "w", "h", "predicted", "confidence", *class_names, "error"]
 
 
 def annotate(image: np.ndarray, boxes: list[Box], labels: list[str]) -> np.ndarray:
@@ -295,6 +332,7 @@ class _Frame:
     index: int | None  # frame number in a video or webcam stream; None for a still image
     boxes: list[Box] = field(default_factory=list)
     crops: list[np.ndarray] = field(default_factory=list)
+    tracks: list[int] | None = None  # each face's track id (streams only)
     error: str = ""
     image: np.ndarray | None = None  # kept only while waiting, to be annotated
     sink: Callable[[np.ndarray], None] | None = None
@@ -303,14 +341,18 @@ class _Frame:
 class _Classifier:
     """Queues frames, classifies their crops in batches, then writes rows and annotations in order."""
 
-    def __init__(self, predictor: runtime.Predictor, rows: Any, batch_size: int, summary: dict[str, Any]):
+    def __init__(self, predictor: runtime.Predictor, rows: Any, batch_size: int, summary: dict[str, Any],
+                 smooth: int = 1):
         self.predictor = predictor
         self.class_names = list(predictor.class_names)
         self.rows = rows
         self.batch_size = batch_size
         self.summary = summary
+        self.smoother = Smoother(smooth)
         self.pending: list[_Frame] = []
         self.pending_crops = 0
+        self.readable = 0  # frames that decoded, with or without a face
+        self.first_error: str | None = None
 
     def add(self, frame: _Frame) -> None:
         self.pending.append(frame)
@@ -319,35 +361,113 @@ class _Classifier:
             self.flush()
 
     def flush(self) -> None:
-        crops = [crop for frame in self.pending for crop in frame.crops]
+        self.classify(self.pending)
+        self.pending, self.pending_crops = [], 0
+
+    def classify(self, frames: list[_Frame]) -> None:
+        crops = [crop for frame in frames for crop in frame.crops]
         probs = self.predictor.predict_proba(np.stack(crops)) if crops else np.zeros((0, len(self.class_names)))
         start = 0
-        for frame in self.pending:
+        for frame in frames:
             self._record(frame, probs[start : start + len(frame.crops)])
             start += len(frame.crops)
-        self.pending, self.pending_crops = [], 0
 
     def _record(self, frame: _Frame, probs: np.ndarray) -> None:
         where = [frame.source.location, "" if frame.index is None else frame.index]
         blank_probs = [""] * len(self.class_names)
         if frame.error:
             self.summary["errors"] += 1
-            self.rows.writerow([*where, "", "", "", "", "", "", "", *blank_probs, frame.error])
+            self.first_error = self.first_error or f"{frame.source.location}: {frame.error}"
+            self.rows.writerow([*where, "", "", "", "", "", "", "", "", *blank_probs, frame.error])
             return
+        self.readable += 1
         if not frame.boxes:
             self.summary["no_face"] += 1
-            self.rows.writerow([*where, "", "", "", "", "", "", "", *blank_probs, NO_FACE])
+            self.rows.writerow([*where, "", "", "", "", "", "", "", "", *blank_probs, NO_FACE])
         labels = []
-        for face, (box, p) in enumerate(zip(frame.boxes, probs)):
+        tracks = frame.tracks if frame.tracks is not None else [""] * len(frame.boxes)
+        for face, (box, track, p) in enumerate(zip(frame.boxes, tracks, probs)):
+            if track != "":
+                p = self.smoother((frame.source.location, track), p)
             best = int(np.argmax(p))
             name = self.class_names[best]
             self.summary["faces"] += 1
             self.summary["per_class"][name] += 1
-            labels.append(f"{name} {p[best]:.0%}")
-            self.rows.writerow([*where, face, *box, name, f"{p[best]:.6f}", *(f"{v:.6f}" for v in p), ""])
+            labels.append(f"{name} {p[best]:.0%}" if track == "" else f"#{track} {name} {p[best]:.0%}")
+            self.rows.writerow([*where, face, track, *box, name, f"{p[best]:.6f}", *(f"{v:.6f}" for v in p), ""])
         if frame.sink is not None and frame.image is not None:
             frame.sink(annotate(frame.image, frame.boxes, labels))
             self.summary["annotated"] += 1
+
+
+class _Worker:
+    """A daemon thread draining a bounded queue; its first error is raised again in the caller."""
+
+    END = object()
+
+    def __init__(self, name: str, handle: Callable[[Any], None], depth: int):
+        self.queue: queue.Queue = queue.Queue(maxsize=depth)
+        self.handle = handle
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is self.END:
+                return
+            if self.error is None:
+                try:
+                    self.handle(item)
+                except BaseException as err:  # re-raised in the producer's thread
+                    self.error = err
+
+    def put(self, item: Any) -> None:
+        self.check()
+        self.queue.put(item)
+
+    def close(self) -> None:
+        self.queue.put(self.END)
+        self.thread.join()
+        self.check()
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+
+class _PipelinedClassifier:
+    """The classifier in its own thread: frames are classified while the next ones are decoded and
+    detected; whatever has queued up meanwhile is classified as one batch (across frames)."""
+
+    def __init__(self, classifier: _Classifier):
+        self.classifier = classifier
+        self.worker = _Worker("fercomp-classify", self._classify, depth=MAX_PENDING_FRAMES)
+
+    def _classify(self, first: _Frame) -> None:
+        frames, crops = [first], len(first.crops)
+        while crops < self.classifier.batch_size:
+            try:
+                more = self.worker.queue.get_nowait()
+            except queue.Empty:
+                break
+            if more is _Worker.END:
+                self.worker.queue.put(more)  # seen again by the loop, which stops
+                break
+            frames.append(more)
+            crops += len(more.crops)
+        self.classifier.classify(frames)
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return self.classifier.summary
+
+    def add(self, frame: _Frame) -> None:
+        self.worker.put(frame)
+
+    def close(self) -> None:
+        self.worker.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -364,29 +484,41 @@ def predict_sources(config: PredictConfig, progress: bool = True) -> dict[str, A
     sources = resolve_sources(config.sources, exclude=out.resolve())
     predictor = runtime.load(config.model, backend=config.backend, threads=config.threads,
                              batch_size=config.batch_size)
+    detector = create_detector(config.detector) if config.detect else None
     if config.threads:
         cv2.setNumThreads(config.threads)
     captures = {s.location: _open_webcam(s.location) for s in sources if s.kind == "webcam"}
 
     class_names = list(predictor.class_names)
     summary: dict[str, Any] = {
-        "model": str(config.model), "backend": predictor.backend, "sources": len(config.sources),
+        "model": str(config.model), "backend": predictor.backend,
+        "detector": detector.name if detector else None, "sources": len(config.sources),
         "files": 0, "frames": 0, "faces": 0, "no_face": 0, "errors": 0, "annotated": 0,
         "per_class": {name: 0 for name in class_names},
         "csv": str(out / CSV_NAME), "out": str(out),
         "annotated_dir": str(out / ANNOTATED_DIR) if config.annotate else None,
+        "stream_seconds": 0.0,
     }
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
         with atomic_path(out / CSV_NAME) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
             rows = csv.writer(fh)
             rows.writerow(csv_header(class_names))
-            classifier = _Classifier(predictor, rows, config.batch_size, summary)
-            _run_sources(sources, captures, classifier, config, out / ANNOTATED_DIR, progress)
+            classifier = _Classifier(predictor, rows, config.batch_size, summary, config.smooth)
+            _run_sources(sources, captures, classifier, detector, config, out / ANNOTATED_DIR, progress)
             classifier.flush()
     finally:
         for capture in captures.values():
             capture.release()
+    if classifier.readable == 0 and classifier.first_error:
+        # Nothing could be read: a user error, not a result; leave nothing behind.
+        (out / CSV_NAME).unlink(missing_ok=True)
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise ConfigError(f"nothing could be read: {classifier.first_error}")
+    seconds = summary.pop("stream_seconds")
+    summary["stream_fps"] = summary["frames"] / seconds if summary["frames"] and seconds > 0 else None
     return summary
 
 
@@ -402,8 +534,8 @@ def _open_webcam(index: str) -> cv2.VideoCapture:
     return capture
 
 
-def _run_sources(sources, captures, classifier: _Classifier, config: PredictConfig, annotated_dir: Path,
-                 progress: bool) -> None:
+def _run_sources(sources, captures, classifier: _Classifier, detector: Detector | None, config: PredictConfig,
+                 annotated_dir: Path, progress: bool) -> None:
     input_size = tuple(classifier.predictor.spec["input_size"])
     with make_progress(progress, "{task.fields[item]}") as bar:
         overall = bar.add_task("predict", total=len(sources), item="")
@@ -411,45 +543,83 @@ def _run_sources(sources, captures, classifier: _Classifier, config: PredictConf
             bar.update(overall, item=escape(Path(source.location).name or source.location))
             target = annotated_dir / source.annotated_name if config.annotate else None
             if source.kind == "image":
-                classifier.add(_image_frame(source, input_size, config, target))
+                classifier.add(_image_frame(source, input_size, detector, config, target))
             else:
                 capture = captures[source.location] if source.kind == "webcam" else open_capture(source.location)
-                _run_stream(source, capture, classifier, input_size, config, target, bar)
+                _run_stream(source, capture, classifier, _FaceFinder(detector, input_size, config), config, target, bar)
             classifier.summary["files"] += int(source.kind != "webcam")
             bar.advance(overall)
 
 
-def _image_frame(source: Source, input_size, config: PredictConfig, target: Path | None) -> _Frame:
+def _image_frame(source: Source, input_size, detector: Detector | None, config: PredictConfig,
+                 target: Path | None) -> _Frame:
     try:
         image = read_image(source.location)
     except UnreadableSource as err:
         return _Frame(source, None, error=str(err))
-    return _analyse(source, None, image, input_size, config, (lambda img: save_image(target, img)) if target else None)
+    boxes, crops = find_face_crops(image, input_size, detector, margin=config.margin)
+    sink = (lambda img: save_image(target, img)) if target else None
+    return _Frame(source, None, boxes, crops, image=image if sink else None, sink=sink)
 
 
-def _analyse(source: Source, index: int | None, image: np.ndarray, input_size, config: PredictConfig,
-             sink: Callable[[np.ndarray], None] | None) -> _Frame:
-    boxes, crops = find_face_crops(to_gray(image), input_size, detect=config.detect, margin=config.margin)
-    return _Frame(source, index, boxes, crops, image=image if sink else None, sink=sink)
+class _FaceFinder:
+    """One stream's faces frame by frame: detected every `detect_every`-th analysed frame, tracked
+    in between and given track ids throughout."""
+
+    def __init__(self, detector: Detector | None, input_size, config: PredictConfig):
+        self.detector = detector
+        self.input_size = input_size
+        self.margin = config.margin if config.margin is not None or detector is None else detector.margin
+        self.detect_every = config.detect_every
+        self.tracker: Tracker | None = None
+        self.analysed = 0
+
+    def __call__(self, source: Source, index: int, image: np.ndarray, sink) -> _Frame:
+        gray = to_gray(image)
+        if self.detector is None:
+            boxes, crops = find_face_crops(gray, self.input_size)
+            return _Frame(source, index, boxes, crops, image=image if sink else None, sink=sink)
+        if self.tracker is None:
+            self.tracker = Tracker(gray.shape[:2])
+        if self.analysed % self.detect_every == 0:
+            tracked = self.tracker.update(index, [face.box for face in self.detector.detect(image)])
+        else:
+            tracked = self.tracker.predict(index)
+        self.analysed += 1
+        tracks, boxes = [t for t, _ in tracked], [b for _, b in tracked]
+        crops = [crop_face(gray, box, self.margin, self.input_size) for box in boxes]
+        return _Frame(source, index, boxes, crops, tracks, image=image if sink else None, sink=sink)
 
 
-def _run_stream(source: Source, capture: cv2.VideoCapture, classifier: _Classifier, input_size,
+def _run_stream(source: Source, capture: cv2.VideoCapture, classifier: _Classifier, find: _FaceFinder,
                 config: PredictConfig, target: Path | None, bar) -> None:
     """A video file or webcam, frame by frame; its annotated video is kept only if it completes."""
     if not capture.isOpened():
         classifier.add(_Frame(source, None, error="cannot open video (corrupt file or unsupported codec)"))
         return
     sink = VideoSink(target, capture.get(cv2.CAP_PROP_FPS) / config.every) if target else None
-    task = bar.add_task("  frames", total=_expected_frames(capture, source, config),
-                        item=escape(Path(source.location).name))
+    name = escape(Path(source.location).name)
+    task = bar.add_task("  frames", total=_expected_frames(capture, source, config), item=name)
     complete = False
+    classifier.flush()  # earlier sources' rows come first
+    started = time.perf_counter()
     try:
-        seen = _feed_frames(source, capture, classifier, input_size, config, sink, lambda: bar.advance(task))
+        def advance(seen: int) -> None:
+            elapsed = time.perf_counter() - started
+            bar.update(task, advance=1, item=f"{name} {seen / elapsed:.0f} fps" if elapsed > 0 else name)
+
+        if config.pipeline:
+            seen = _feed_pipelined(source, capture, classifier, find, config, sink, advance)
+        else:
+            seen = _feed_frames(source, read_frames(capture, config.every, config.max_frames), classifier, find,
+                                sink, advance)
+            classifier.flush()  # the stream's last frames reach its sink before the file is closed
         if seen == 0:
             classifier.add(_Frame(source, None, error="no frames could be decoded"))
-        classifier.flush()  # the stream's last frames reach its sink before the file is closed
+            classifier.flush()
         complete = True
     finally:
+        classifier.summary["stream_seconds"] += time.perf_counter() - started
         bar.remove_task(task)
         if source.kind == "video":
             capture.release()
@@ -457,20 +627,64 @@ def _run_stream(source: Source, capture: cv2.VideoCapture, classifier: _Classifi
             sink.close(complete)
 
 
-def _feed_frames(source: Source, capture, classifier: _Classifier, input_size, config: PredictConfig,
-                 sink: VideoSink | None, advance: Callable[[], None]) -> int:
+def _feed_frames(source: Source, frames, classifier, find: _FaceFinder, sink: VideoSink | None,
+                 advance: Callable[[int], None]) -> int:
     """Queue the stream's frames; returns how many. Ctrl-C ends a webcam and keeps what it saw."""
     seen = 0
     try:
-        for index, frame in read_frames(capture, config.every, config.max_frames):
-            classifier.add(_analyse(source, index, frame, input_size, config, sink.write if sink else None))
+        for index, frame in frames:
+            classifier.add(find(source, index, frame, sink.write if sink else None))
             classifier.summary["frames"] += 1
             seen += 1
-            advance()
+            advance(seen)
     except KeyboardInterrupt:
         if source.kind != "webcam":
             raise
         console.print(f"webcam {source.location}: stopped after {seen} frames", highlight=False)
+    return seen
+
+
+def _feed_pipelined(source: Source, capture, classifier: _Classifier, find: _FaceFinder, config: PredictConfig,
+                    sink: VideoSink | None, advance: Callable[[int], None]) -> int:
+    """Decode in one thread, detect and track in this one, classify and write in a third."""
+    decoded: queue.Queue = queue.Queue(maxsize=8)
+    stop = threading.Event()
+
+    def offer(item) -> bool:
+        """Put unless the consumer has stopped (then the queue may never drain)."""
+        while not stop.is_set():
+            try:
+                decoded.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def decode() -> None:
+        try:
+            for item in read_frames(capture, config.every, config.max_frames):
+                if not offer(item):
+                    return
+        except BaseException as err:  # handed to the consumer, which raises it
+            offer(err)
+            return
+        offer(None)
+
+    def frames():
+        while (item := decoded.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    decoder = threading.Thread(target=decode, name="fercomp-decode", daemon=True)
+    decoder.start()
+    pipelined = _PipelinedClassifier(classifier)
+    try:
+        seen = _feed_frames(source, frames(), pipelined, find, sink, advance)
+    finally:
+        stop.set()
+        decoder.join()
+        pipelined.close()  # the stream's last frames are written before its sink is closed
     return seen
 
 

@@ -24,7 +24,8 @@ import cv2
 import numpy as np
 import torch
 
-from ..deploy.faces import find_face_crops, to_gray
+from ..deploy.detectors import create_detector
+from ..deploy.faces import find_face_crops
 from ..deploy.predict import UnreadableSource, read_image, resolve_sources
 from ..deploy.runtime import preprocess
 from ..errors import ConfigError
@@ -59,10 +60,10 @@ def resolve_class(text: str | None, class_names: list[str]) -> int | None:
 
 def face_input(path: str, input_size: tuple[int, int], detect: bool) -> np.ndarray:
     """The model-sized gray face crop of an image file (the largest face, or the whole image)."""
-    gray = to_gray(read_image(path))
-    boxes, crops = find_face_crops(gray, input_size, detect=detect)
+    image = read_image(path)
+    boxes, crops = find_face_crops(image, input_size, create_detector() if detect else None)
     if not crops:
-        _, crops = find_face_crops(gray, input_size, detect=False)
+        _, crops = find_face_crops(image, input_size)
     areas = [b.w * b.h for b in boxes] if boxes else [0]
     return crops[int(np.argmax(areas))]
 

