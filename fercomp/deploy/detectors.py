@@ -93,11 +93,11 @@ class BlazeFaceDetector:
         self.anchors = ssd.ssd_anchors(self.options)
 
     def detect(self, image: np.ndarray) -> list[Face]:
-        rgb = rgb_of(image)
-        height, width = rgb.shape[:2]
+        height, width = image.shape[:2]
         geometry = ssd.letterbox_geometry(height, width, self.options.input_size)
-        fitted = cv2.resize(rgb, (geometry.width, geometry.height), interpolation=cv2.INTER_AREA)
-        regressors, logits = self.session.run(None, {self.input_name: ssd.to_input(fitted, geometry)})
+        # Shrink first, convert colour after: on a 640x480 frame that is 20x fewer pixels to convert.
+        fitted = cv2.resize(to_uint8(image), (geometry.width, geometry.height), interpolation=cv2.INTER_AREA)
+        regressors, logits = self.session.run(None, {self.input_name: ssd.to_input(rgb_of(fitted), geometry)})
         faces = []
         for corners, keypoints, score in ssd.detections(regressors[0], logits[0], self.anchors, self.options, geometry):
             box = clamp_box(corners, height, width)
