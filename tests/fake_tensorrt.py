@@ -231,14 +231,14 @@ def make_module(cuda: FakeCuda, version: str = "10.3.0") -> types.ModuleType:
     class Engine:
         def __init__(self, record, onnx_bytes):
             self.session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
-            i, o = self.session.get_inputs()[0], self.session.get_outputs()[0]
-            self.names = [i.name, o.name]
-            self.types = {i.name: data_type(i.type), o.name: data_type(o.type)}
+            i, outputs = self.session.get_inputs()[0], self.session.get_outputs()
+            self.names = [i.name] + [o.name for o in outputs]
+            self.types = {t.name: data_type(t.type) for t in [i, *outputs]}
             self.static_batch = i.shape[0] if isinstance(i.shape[0], int) else None
             self.input_chw = tuple(i.shape[1:])
-            self.classes = o.shape[1]
+            self.output_shapes = {o.name: tuple(o.shape[1:]) for o in outputs}  # a classifier: (classes,)
             self.profile = record["profiles"][0][i.name] if record["profiles"] else None
-            self.num_io_tensors = 2
+            self.num_io_tensors = len(self.names)
 
         def get_tensor_name(self, index):
             return self.names[index]
@@ -253,7 +253,7 @@ def make_module(cuda: FakeCuda, version: str = "10.3.0") -> types.ModuleType:
 
         def get_tensor_shape(self, name):
             batch = self.static_batch if self.static_batch else -1
-            return (batch, *self.input_chw) if name == self.names[0] else (batch, self.classes)
+            return (batch, *self.input_chw) if name == self.names[0] else (batch, *self.output_shapes[name])
 
         def get_tensor_profile_shape(self, name, profile_index):
             return [tuple(s) for s in self.profile]
@@ -280,7 +280,7 @@ def make_module(cuda: FakeCuda, version: str = "10.3.0") -> types.ModuleType:
         def get_tensor_shape(self, name):
             if name == self.engine.names[0]:
                 return self.shape
-            return (self.shape[0], self.engine.classes)
+            return (self.shape[0], *self.engine.output_shapes[name])
 
         def set_tensor_address(self, name, ptr):
             if name not in self.engine.names:
@@ -289,15 +289,17 @@ def make_module(cuda: FakeCuda, version: str = "10.3.0") -> types.ModuleType:
             return True
 
         def execute_async_v3(self, stream_handle):
-            inp, out = self.engine.names
-            if set(self.addresses) != {inp, out} or self.shape is None:
+            inp, *outs = self.engine.names
+            if set(self.addresses) != set(self.engine.names) or self.shape is None:
                 return False
-            in_type, out_type = nptype(self.engine.types[inp]), nptype(self.engine.types[out])
+            in_type = nptype(self.engine.types[inp])
             n = int(np.prod(self.shape)) * np.dtype(in_type).itemsize
             x = np.frombuffer(bytes(cuda.memory[self.addresses[inp]][:n]), in_type).reshape(self.shape)
-            y = self.engine.session.run(None, {inp: x})[0].astype(out_type)
-            y = _corrupt(y, trt.corrupt_outputs)
-            cuda.memory[self.addresses[out]][: y.nbytes] = y.tobytes()
+            for out, y in zip(outs, self.engine.session.run(None, {inp: x})):
+                y = y.astype(nptype(self.engine.types[out]))
+                if y.ndim == 2:  # a classifier's logits
+                    y = _corrupt(y, trt.corrupt_outputs)
+                cuda.memory[self.addresses[out]][: y.nbytes] = y.tobytes()
             return True
 
     class Runtime:

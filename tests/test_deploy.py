@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -24,7 +25,7 @@ from fercomp.runs import Run
 from fercomp.train import TrainConfig, evaluate_run, fit
 
 EXPECTED = {"model.onnx", "model.json", "build_engine.sh", "README.md", "SHA256SUMS", "test_images.npz",
-            *(f"fercomp_board/{m}" for m in BOARD_MODULES)}
+            "detector.onnx", "detector.json", *(f"fercomp_board/{m}" for m in BOARD_MODULES)}
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +63,7 @@ if [ "$1" = "--help" ]; then
   echo "=== Model Options ==="
   exit 0
 fi
-printf '%s\\n' "$@" > "$ARGS_FILE"
+printf '%s\\n' "$@" >> "$ARGS_FILE"
 for arg in "$@"; do
   case "$arg" in
     --fp16|--int8) [ "$MAJOR" -ge 11 ] && { echo "Unknown option: $arg" >&2; exit 1; } ;;
@@ -107,6 +108,7 @@ def test_bundle_is_complete_and_consistent_with_the_model(runs, tmp_path, which,
     assert done.returncode == 0, done.stderr
     assert flag in words and "--onnx=model.onnx" in words and "--saveEngine=model.engine" in words
     assert (folder / "model.engine").is_file() and "TensorRT 10:" in done.stdout
+    assert "--onnx=detector.onnx" in words and (folder / "detector.engine").is_file()
     assert f"--maxShapes={graph_input.name}:64x{c}x{h}x{w}" in words
     assert f"--minShapes={graph_input.name}:1x{c}x{h}x{w}" in words
     for module in folder.glob("fercomp_board/*.py"):
@@ -260,3 +262,50 @@ def test_board_benchmark_refuses_an_engine_that_disagrees(trained_synthetic, tmp
     assert board_bench.main([*argv, "--out", "good.json"]) == 0
     row = json.loads((folder / "good.json").read_text())["rows"][0]
     assert row["accuracy"] == pytest.approx(meta["reference_accuracy"]["accuracy"], abs=1e-9)
+
+
+def test_board_detects_and_classifies_faces_as_predict_does(runs, tmp_path, monkeypatch, capsys):
+    """The bundle's detector + classifier engines (fake TensorRT running their ONNX) on a photo and a
+    video give the boxes and emotions `fercomp predict` gives with ONNX Runtime on the PC."""
+    import csv
+
+    from fercomp.bench.scenes import ASTRONAUT, moving_faces, write_video
+    from fercomp.deploy.predict import PredictConfig, predict_sources
+
+    result, folder, run = bundle_of(runs["base"], tmp_path)
+    trt, cuda = fake_tensorrt.install(monkeypatch)
+    from fercomp.deploy.tensorrt import EngineSpec, build_engine
+
+    meta = json.loads((folder / "model.json").read_text())
+    engine, _, _ = build_engine(folder / "model.onnx", EngineSpec(meta["input_name"], (1, 48, 48), precision="fp32",
+                                                                  opt_batch=16, max_batch=64))
+    (folder / "model.engine").write_bytes(engine)
+    detector_input = onnx.load(str(folder / "detector.onnx")).graph.input[0].name
+    engine, _, _ = build_engine(folder / "detector.onnx", EngineSpec(detector_input, (3, 128, 128), precision="fp32",
+                                                                     dynamic_batch=False, static_batch=1))
+    (folder / "detector.engine").write_bytes(engine)
+    video = tmp_path / "clip.avi"
+    write_video(video, moving_faces(faces=2, frames=3, seed=4))
+    shutil.copy(ASTRONAUT, tmp_path / "astronaut.jpg")
+
+    monkeypatch.syspath_prepend(str(folder))
+    monkeypatch.chdir(folder)
+    for name in [m for m in sys.modules if m.startswith("fercomp_board")]:
+        monkeypatch.delitem(sys.modules, name)
+    import fercomp_board.detect as board_detect
+    import fercomp_board.trt_runtime as board_runtime
+
+    monkeypatch.setattr(board_runtime, "CudaRuntime", cuda.open)
+    sources = [str(tmp_path / "astronaut.jpg"), str(video)]
+    capsys.readouterr()
+    assert board_detect.main(sources) == 0
+    board = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    assert cuda.opened == cuda.closed == 2 and cuda.memory == {}  # both engines freed their streams and buffers
+
+    summary = predict_sources(PredictConfig(sources=sources, model=str(run.path), backend="onnxruntime",
+                                            out=str(tmp_path / "pc"), annotate=False), progress=False)
+    with open(summary["csv"], newline="") as fh:
+        pc = [[Path(r["source"]).name, r["frame"], r["x"], r["y"], r["w"], r["h"], r["predicted"]]
+              for r in csv.DictReader(fh)]
+    assert len(pc) == 1 + 3 * 2  # the astronaut, and two faces in each of 3 frames
+    assert [[Path(b[0]).name, *b[1:7]] for b in board] == pc

@@ -31,13 +31,16 @@ from ..runs import ONNX_FILE, Run
 from ..ui import console
 from ..compress.prune import is_2to4_run, recorded_sparsity
 from .export import EXPORT_REPORT, ExportConfig, engine_spec, export_run, held_out_split, require_tensorrt_int8
+from .board.face_detect import options_to_json
+from .detectors import BLAZEFACE, MODELS_DIR
 from .onnx_export import read_metadata
 from .tensorrt import FP16_ONNX_FILE, PRECISIONS, to_fp16_onnx, trtexec_command
 
 TARGETS = ("jetson",)
 BOARD_PACKAGE = Path(__file__).parent / "board"
 BOARD_MODULES = ("__init__.py", "trt_runtime.py", "timing.py", "board_info.py", "report_format.py", "bench.py",
-                 "classify.py")
+                 "classify.py", "face_detect.py", "detect.py")
+DETECTOR = "blazeface"  # the board finds faces with the short-range BlazeFace: one 128x128 network per frame
 TEST_IMAGES = "test_images.npz"
 
 
@@ -132,6 +135,11 @@ fi
 echo "TensorRT $TENSORRT_MAJOR: $TRTEXEC ${{ARGS[*]}}"
 "$TRTEXEC" "${{ARGS[@]}}" 2>&1 | tee build.log
 echo "engine written: $(pwd)/model.engine (log: build.log, timing cache: timing.cache)"
+
+# The face detector (BlazeFace, fixed 1x3x128x128 input, float32 ONNX): no precision flag, so one
+# command serves TensorRT 10 and 11; at about 0.1M parameters it is not worth an fp16 build.
+"$TRTEXEC" --onnx=detector.onnx --saveEngine=detector.engine 2>&1 | tee build_detector.log
+echo "engine written: $(pwd)/detector.engine (log: build_detector.log)"
 """
 
 
@@ -167,6 +175,10 @@ Needs JetPack 6.1 or later (TensorRT 10, its Python bindings, numpy; OpenCV for 
 3. Classify face crops:
 
        python3 -m fercomp_board.classify face.png
+
+   or find the faces in photos and videos first (BlazeFace on TensorRT, `detector.engine`):
+
+       python3 -m fercomp_board.detect photo.jpg clip.mp4 --every 2
 
 Preprocessing (in `fercomp_board/trt_runtime.py`): grayscale uint8, resize to the input size
 (INTER_AREA), x = (pixel/255 - {meta['normalization']['mean']}) / {meta['normalization']['std']}, NCHW float32
@@ -204,6 +216,15 @@ def _reference_accuracy(run: Run, onnx_path: Path) -> dict[str, Any]:
             "backend": "onnxruntime", "data": where}
 
 
+def detector_files() -> dict[str, bytes]:
+    """The face detector's ONNX and the settings the board decodes it with (detector.json)."""
+    variant = BLAZEFACE[DETECTOR]
+    config = {"name": DETECTOR, "options": options_to_json(variant.options), "margin": variant.margin,
+              "source": "MediaPipe BlazeFace short range (Apache-2.0), converted to ONNX by fercomp"}
+    return {"detector.onnx": (MODELS_DIR / variant.file).read_bytes(),
+            "detector.json": (json.dumps(config, indent=2) + "\n").encode()}
+
+
 def bundle_files(run: Run, cfg: DeployConfig) -> tuple[dict[str, bytes], list[str]]:
     """Every file of the bundle by its path inside the bundle folder, and the trtexec command."""
     onnx_path = run.path / ONNX_FILE
@@ -227,6 +248,7 @@ def bundle_files(run: Run, cfg: DeployConfig) -> tuple[dict[str, bytes], list[st
         files[FP16_ONNX_FILE] = to_fp16_onnx(onnx.load(str(onnx_path))).SerializeToString()
     for name in BOARD_MODULES:
         files[f"fercomp_board/{name}"] = (BOARD_PACKAGE / name).read_bytes()
+    files.update(detector_files())
     if cfg.test_images:
         files[TEST_IMAGES] = _test_images_npz(run)
         meta["reference_accuracy"] = _reference_accuracy(run, onnx_path)

@@ -19,7 +19,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
-import cv2
 import numpy as np
 
 from ..errors import ConfigError, ModelError
@@ -80,49 +79,21 @@ class BlazeFaceDetector:
 
         variant = BLAZEFACE[name]
         self.name, self.options, self.margin = name, variant.options, variant.margin
-        path = MODELS_DIR / variant.file
+        self.path = MODELS_DIR / variant.file
         options = ort.SessionOptions()
         # One thread: a 128x128 network is too small to split, and the other core classifies/decodes.
         options.intra_op_num_threads = threads or 1
         options.inter_op_num_threads = 1
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         except Exception as err:  # a missing or damaged package file
-            raise ModelError(f"{path}: cannot load the {name} face detector ({err}); reinstall fercomp") from err
-        self.input_name = self.session.get_inputs()[0].name
-        self.anchors = ssd.ssd_anchors(self.options)
+            raise ModelError(f"{self.path}: cannot load the {name} face detector ({err}); reinstall fercomp") from err
+        input_name = session.get_inputs()[0].name
+        self.blazeface = ssd.BlazeFace(lambda x: session.run(None, {input_name: x}), self.options)
 
     def detect(self, image: np.ndarray) -> list[Face]:
-        height, width = image.shape[:2]
-        geometry = ssd.letterbox_geometry(height, width, self.options.input_size)
-        # Shrink first, convert colour after: on a 640x480 frame that is 20x fewer pixels to convert.
-        fitted = cv2.resize(to_uint8(image), (geometry.width, geometry.height), interpolation=cv2.INTER_AREA)
-        regressors, logits = self.session.run(None, {self.input_name: ssd.to_input(rgb_of(fitted), geometry)})
-        faces = []
-        for corners, keypoints, score in ssd.detections(regressors[0], logits[0], self.anchors, self.options, geometry):
-            box = clamp_box(corners, height, width)
-            if box is not None:
-                faces.append(Face(box, score, keypoints))
-        return sorted(faces, key=lambda f: (f.box.x, f.box.y))
-
-
-def clamp_box(corners: np.ndarray, height: int, width: int) -> Box | None:
-    """x0, y0, x1, y1 floats -> an integer Box inside the image, None when nothing of it is inside."""
-    x0, y0 = max(0, int(round(corners[0]))), max(0, int(round(corners[1])))
-    x1, y1 = min(width, int(round(corners[2]))), min(height, int(round(corners[3])))
-    return Box(x0, y0, x1 - x0, y1 - y0) if x1 > x0 and y1 > y0 else None
-
-
-def rgb_of(image: np.ndarray) -> np.ndarray:
-    """uint8 RGB [H, W, 3] from gray, BGR or BGRA at any depth (BlazeFace was trained on colour)."""
-    image = to_uint8(image)
-    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):
-        return cv2.cvtColor(image.reshape(image.shape[:2]), cv2.COLOR_GRAY2RGB)
-    if image.ndim == 3 and image.shape[2] == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
-    if image.ndim == 3 and image.shape[2] == 3:
-        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    raise ValueError(f"unsupported image shape {image.shape}")
+        return [Face(Box(x, y, w, h), score, keypoints)
+                for x, y, w, h, score, keypoints in self.blazeface.detect(to_uint8(image))]
 
 
 @lru_cache(maxsize=8)

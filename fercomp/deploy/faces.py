@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from ..errors import ConfigError
+from .board.face_detect import expand
 
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
 
@@ -110,11 +111,7 @@ def detect_faces(gray: np.ndarray) -> list[Box]:
 
 def expand_box(box: Box, margin: float, shape: tuple[int, ...]) -> Box:
     """`box` grown by `margin` x its size on each side, clamped to an image of `shape`."""
-    height, width = shape[:2]
-    dx, dy = round(box.w * margin), round(box.h * margin)
-    x0, y0 = max(0, box.x - dx), max(0, box.y - dy)
-    x1, y1 = min(width, box.x + box.w + dx), min(height, box.y + box.h + dy)
-    return Box(x0, y0, x1 - x0, y1 - y0)
+    return Box(*expand(*box, margin, *shape[:2]))
 
 
 def crop_face(gray: np.ndarray, box: Box, margin: float, input_size: tuple[int, int]) -> np.ndarray:

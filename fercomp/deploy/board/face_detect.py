@@ -2,7 +2,8 @@
 
 This one file serves fercomp's detector (`fercomp.deploy.detectors` runs the network with ONNX
 Runtime) and the Jetson bundle (copied verbatim; TensorRT runs the network there), so a box on the
-board is computed by exactly the code tested here.
+board is computed by exactly the code tested here. `BlazeFace` takes the network as a function, so
+the same pre- and post-processing wraps either runtime.
 
 The constants and formulas are MediaPipe's, as its face detection graphs configure them
 (mediapipe/modules/face_detection/face_detection_{short,full}_range*.pbtxt):
@@ -21,7 +22,8 @@ pixels scaled to [-1, 1].
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -163,3 +165,53 @@ def detections(regressors: np.ndarray, logits: np.ndarray, anchors: np.ndarray, 
         corners = geometry.to_image(box.reshape(2, 2)).reshape(4)
         faces.append((corners, geometry.to_image(points), score))
     return faces
+
+
+def expand(x: int, y: int, w: int, h: int, margin: float, height: int, width: int) -> tuple[int, int, int, int]:
+    """A box grown by `margin` x its size on each side, clamped to a height x width image."""
+    dx, dy = round(w * margin), round(h * margin)
+    x0, y0 = max(0, x - dx), max(0, y - dy)
+    x1, y1 = min(width, x + w + dx), min(height, y + h + dy)
+    return x0, y0, x1 - x0, y1 - y0
+
+
+def options_to_json(options: SsdOptions) -> dict:
+    return asdict(options)
+
+
+def options_from_json(data: dict) -> SsdOptions:
+    return SsdOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+class BlazeFace:
+    """Faces in a uint8 BGR (or gray) image: letterbox, run `network`, decode, NMS, clamp to pixels.
+
+    `network(x)` takes float32 [1, 3, size, size] and returns (regressors [1, N, 16], logits [1, N, 1]).
+    `detect` returns [(x, y, w, h, score, keypoints [6, 2])] with integer boxes inside the image.
+    """
+
+    def __init__(self, network: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], options: SsdOptions):
+        self.network, self.options = network, options
+        self.anchors = ssd_anchors(options)
+
+    def detect(self, image: np.ndarray) -> list[tuple[int, int, int, int, float, np.ndarray]]:
+        import cv2
+
+        height, width = image.shape[:2]
+        geometry = letterbox_geometry(height, width, self.options.input_size)
+        # Shrink first, convert colour after: on a 640x480 frame that is 20x fewer pixels to convert.
+        fitted = cv2.resize(image, (geometry.width, geometry.height), interpolation=cv2.INTER_AREA)
+        if fitted.ndim == 2 or fitted.shape[2] == 1:
+            rgb = cv2.cvtColor(fitted.reshape(fitted.shape[:2]), cv2.COLOR_GRAY2RGB)
+        elif fitted.shape[2] == 4:
+            rgb = cv2.cvtColor(fitted, cv2.COLOR_BGRA2RGB)
+        else:
+            rgb = cv2.cvtColor(fitted, cv2.COLOR_BGR2RGB)
+        regressors, logits = self.network(to_input(rgb, geometry))
+        faces = []
+        for corners, keypoints, score in detections(regressors[0], logits[0], self.anchors, self.options, geometry):
+            x0, y0 = max(0, int(round(corners[0]))), max(0, int(round(corners[1])))
+            x1, y1 = min(width, int(round(corners[2]))), min(height, int(round(corners[3])))
+            if x1 > x0 and y1 > y0:
+                faces.append((x0, y0, x1 - x0, y1 - y0, score, keypoints))
+        return sorted(faces, key=lambda f: (f[0], f[1]))

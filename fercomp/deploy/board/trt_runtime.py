@@ -89,7 +89,8 @@ class CudaRuntime:
 
 
 class TrtModel:
-    """A deserialized engine with one float input [N, C, H, W] and one output [N, classes].
+    """A deserialized engine with one float input [N, C, H, W] and its outputs: [N, classes] for a
+    classifier (`infer`), or several (the face detector's boxes and scores: `infer_all`).
 
     Owns a CUDA stream and device buffers: close it (or use it as a context manager) when done."""
 
@@ -117,11 +118,13 @@ class TrtModel:
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outputs = [n for n in names if n not in inputs]
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise RuntimeError(f"{engine_path}: expected one input and one output, found {inputs} and {outputs}")
-        self.input_name, self.output_name = inputs[0], outputs[0]
+        if len(inputs) != 1 or not outputs:
+            raise RuntimeError(f"{engine_path}: expected one input and outputs, found {inputs} and {outputs}")
+        self.input_name, self.output_names = inputs[0], outputs
+        self.output_name = outputs[0]
         self.input_dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(self.input_name)))
-        self.output_dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(self.output_name)))
+        self.output_dtypes = [np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))) for n in outputs]
+        self.output_dtype = self.output_dtypes[0]
         self.input_shape = tuple(self.engine.get_tensor_shape(self.input_name))
         self.dynamic_batch = self.input_shape[0] == -1
         # the largest batch the engine accepts: the profile's max when dynamic, else the fixed batch
@@ -143,18 +146,22 @@ class TrtModel:
             self._buffers[name] = (ptr, size)
         return ptr
 
-    def _bind(self, batch: np.ndarray) -> tuple[int, int, np.ndarray]:
-        """Set the input shape and both tensor addresses: (input pointer, output pointer, host output)."""
+    def _bind(self, batch: np.ndarray) -> tuple[int, list[tuple[int, np.ndarray]]]:
+        """Set the input shape and every tensor address: (input pointer, [(output pointer, host output)])."""
         if self.dynamic_batch and not self.context.set_input_shape(self.input_name, batch.shape):
             raise RuntimeError(f"the engine rejected input shape {batch.shape} (outside its optimization profile)")
-        out_shape = tuple(self.context.get_tensor_shape(self.output_name))
-        output = np.empty(out_shape, dtype=self.output_dtype)
         in_ptr = self._device_buffer(self.input_name, batch.nbytes)
-        out_ptr = self._device_buffer(self.output_name, output.nbytes)
-        for name, ptr in ((self.input_name, in_ptr), (self.output_name, out_ptr)):
+        bound = [(self.input_name, in_ptr)]
+        outputs = []
+        for name, dtype in zip(self.output_names, self.output_dtypes):
+            host = np.empty(tuple(self.context.get_tensor_shape(name)), dtype=dtype)
+            ptr = self._device_buffer(name, host.nbytes)
+            outputs.append((ptr, host))
+            bound.append((name, ptr))
+        for name, ptr in bound:
             if not self.context.set_tensor_address(name, ptr):
                 raise RuntimeError(f"TensorRT refused the device address of {name}")
-        return in_ptr, out_ptr, output
+        return in_ptr, outputs
 
     def execute(self) -> None:
         """Run the engine on the batch already on the device and wait: no host-device copies."""
@@ -162,14 +169,15 @@ class TrtModel:
             raise RuntimeError("TensorRT execution failed")
         self.cuda.synchronize()
 
-    def _run(self, batch: np.ndarray) -> np.ndarray:
-        in_ptr, out_ptr, output = self._bind(batch)
+    def _run(self, batch: np.ndarray) -> list[np.ndarray]:
+        in_ptr, outputs = self._bind(batch)
         self.cuda.copy_to_device(in_ptr, batch)
         if not self.context.execute_async_v3(self.cuda.stream_handle):
             raise RuntimeError("TensorRT execution failed")
-        self.cuda.copy_to_host(output, out_ptr)
+        for ptr, host in outputs:
+            self.cuda.copy_to_host(host, ptr)
         self.cuda.synchronize()
-        return output
+        return [host for _, host in outputs]
 
     def _chunks(self, x: np.ndarray):
         """(chunk in the engine's input dtype, real rows) pieces the engine accepts; fixed batches padded."""
@@ -184,8 +192,13 @@ class TrtModel:
 
     def infer(self, x: np.ndarray) -> np.ndarray:
         """float [N, C, H, W] -> float32 logits [N, classes], in chunks the engine accepts."""
-        outs = [self._run(chunk)[:n].astype(np.float32) for chunk, n in self._chunks(x)]
+        outs = [self._run(chunk)[0][:n].astype(np.float32) for chunk, n in self._chunks(x)]
         return np.concatenate(outs) if outs else np.zeros((0, 0), np.float32)
+
+    def infer_all(self, x: np.ndarray) -> list[np.ndarray]:
+        """float [N, C, H, W] (N within the engine's batch) -> every output as float32, in engine order."""
+        (chunk, n), = self._chunks(x[: self.max_batch])
+        return [out[:n].astype(np.float32) for out in self._run(chunk)]
 
     def stage(self, x: np.ndarray) -> None:
         """Copy one batch (at most `max_batch` images) to the device and bind it, for `execute`:
@@ -193,7 +206,7 @@ class TrtModel:
         if len(x) > self.max_batch:
             raise ValueError(f"batch {len(x)} exceeds the engine's largest batch {self.max_batch}")
         (chunk, _), = self._chunks(x)
-        in_ptr, _, _ = self._bind(chunk)
+        in_ptr, _ = self._bind(chunk)
         self.cuda.copy_to_device(in_ptr, chunk)
         self.cuda.synchronize()
 
