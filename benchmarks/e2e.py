@@ -6,7 +6,7 @@ detector x classifier backend, and detector precision/recall on faces pasted at 
 
 The reference videos are generated (fercomp.bench.scenes: the public-domain astronaut photograph's
 face moving and scaling over procedural backgrounds, 640x480, 30 fps, MJPG) into artifacts/e2e/.
-The labelled detection set pastes FER2013 PrivateTest faces (1 or 2 per frame, 100 to 260 px) at
+The labelled detection set is the astronaut photograph plus FER2013 PrivateTest faces (1 or 2 per frame, 100 to 260 px) at
 known boxes onto procedural backgrounds; it needs ../shared/data/fer2013.npz.
 """
 
@@ -33,7 +33,15 @@ CLASSIFIERS = [("zoo:tiny", "onnxruntime"), ("zoo:compact-int8", "onnxruntime"),
 
 
 def labelled_set(data: Path, count: int, seed: int = 0):
-    """(frame, true boxes, true classes): FER2013 PrivateTest faces pasted at known boxes."""
+    """(frame, true boxes, true classes): the astronaut photograph (framed as FER2013 frames faces,
+    labelled happy), then FER2013 PrivateTest faces pasted at known boxes."""
+    import cv2
+
+    from fercomp.bench.scenes import ASTRONAUT, ASTRONAUT_FACE, FRAMING
+    from fercomp.deploy.faces import expand_box
+
+    photo = cv2.imread(str(ASTRONAUT))
+    yield photo, [expand_box(ASTRONAUT_FACE, FRAMING, photo.shape)], [3]
     npz = np.load(data)
     x, y = npz["test_x"], npz["test_y"]
     rng = np.random.default_rng(seed)
@@ -105,7 +113,8 @@ def markdown(report: dict) -> str:
     if quality:
         lines += [
             "",
-            f"## Detectors on {quality['images']} frames with {quality['faces']} FER2013 PrivateTest faces at known boxes",
+            f"## Detectors on {quality['images']} frames with {quality['faces']} faces at known boxes "
+            "(the astronaut photograph and FER2013 PrivateTest faces pasted onto procedural backgrounds)",
             "",
             f"A detection counts when its crop (box + the detector's margin) overlaps a true face with IoU >= 0.5. "
             f"End-to-end accuracy: detect + crop + classify with {quality['model']}, a missed face counting as wrong; "
@@ -162,7 +171,7 @@ def main() -> int:
     data = Path(args.data)
     if data.exists():
         quality = detection_quality(labelled_set(data, args.labelled), DETECTORS, model="zoo:tiny")
-        detection = {"images": args.labelled, "faces": next(iter(quality.values()))["faces"], "model": "zoo:tiny",
+        detection = {"images": args.labelled + 1, "faces": next(iter(quality.values()))["faces"], "model": "zoo:tiny",
                      "oracle_accuracy": oracle_accuracy(data, args.labelled, "zoo:tiny"), "detectors": quality,
                      "data": str(data)}
         for name, row in quality.items():

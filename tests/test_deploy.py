@@ -118,21 +118,28 @@ def test_bundle_is_complete_and_consistent_with_the_model(runs, tmp_path, which,
         assert list(npz["class_names"]) == meta["class_names"]
 
 
-def test_board_scripts_run_without_fercomp(runs, tmp_path, monkeypatch):
-    """Build an 'engine' from the bundle's ONNX, then run the board's benchmark from the bundle folder."""
-    result, folder, run = bundle_of(runs["base"], tmp_path)
+def bundle_with_engine(run, tmp_path, monkeypatch, precision: str):
+    """The run's bundle with a (fake TensorRT) model.engine built, ready to import fercomp_board from:
+    (bundle folder, the run, the fake CUDA)."""
+    result, folder, run = bundle_of(run, tmp_path)
     trt, cuda = fake_tensorrt.install(monkeypatch)
     from fercomp.deploy.tensorrt import EngineSpec, build_engine
 
     meta = json.loads((folder / "model.json").read_text())
-    engine, _, _ = build_engine(folder / "model.onnx", EngineSpec(meta["input_name"], (1, 48, 48), precision="fp16",
+    engine, _, _ = build_engine(folder / "model.onnx", EngineSpec(meta["input_name"], (1, 48, 48), precision=precision,
                                                                   opt_batch=16, max_batch=64))
     (folder / "model.engine").write_bytes(engine)
-
     monkeypatch.syspath_prepend(str(folder))
     monkeypatch.chdir(folder)
     for name in [m for m in sys.modules if m.startswith("fercomp_board")]:
         monkeypatch.delitem(sys.modules, name)
+    return folder, run, cuda
+
+
+def test_board_scripts_run_without_fercomp(runs, tmp_path, monkeypatch):
+    """Build an 'engine' from the bundle's ONNX, then run the board's benchmark from the bundle folder."""
+    folder, run, cuda = bundle_with_engine(runs["base"], tmp_path, monkeypatch, "fp16")
+    meta = json.loads((folder / "model.json").read_text())
     import fercomp_board.bench as board_bench
     import fercomp_board.trt_runtime as board_runtime
 
@@ -272,14 +279,9 @@ def test_board_detects_and_classifies_faces_as_predict_does(runs, tmp_path, monk
     from fercomp.bench.scenes import ASTRONAUT, moving_faces, write_video
     from fercomp.deploy.predict import PredictConfig, predict_sources
 
-    result, folder, run = bundle_of(runs["base"], tmp_path)
-    trt, cuda = fake_tensorrt.install(monkeypatch)
+    folder, run, cuda = bundle_with_engine(runs["base"], tmp_path, monkeypatch, "fp32")
     from fercomp.deploy.tensorrt import EngineSpec, build_engine
 
-    meta = json.loads((folder / "model.json").read_text())
-    engine, _, _ = build_engine(folder / "model.onnx", EngineSpec(meta["input_name"], (1, 48, 48), precision="fp32",
-                                                                  opt_batch=16, max_batch=64))
-    (folder / "model.engine").write_bytes(engine)
     detector_input = onnx.load(str(folder / "detector.onnx")).graph.input[0].name
     engine, _, _ = build_engine(folder / "detector.onnx", EngineSpec(detector_input, (3, 128, 128), precision="fp32",
                                                                      dynamic_batch=False, static_batch=1))
@@ -288,10 +290,6 @@ def test_board_detects_and_classifies_faces_as_predict_does(runs, tmp_path, monk
     write_video(video, moving_faces(faces=2, frames=3, seed=4))
     shutil.copy(ASTRONAUT, tmp_path / "astronaut.jpg")
 
-    monkeypatch.syspath_prepend(str(folder))
-    monkeypatch.chdir(folder)
-    for name in [m for m in sys.modules if m.startswith("fercomp_board")]:
-        monkeypatch.delitem(sys.modules, name)
     import fercomp_board.detect as board_detect
     import fercomp_board.trt_runtime as board_runtime
 
