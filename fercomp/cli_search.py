@@ -27,7 +27,12 @@ def search_cmd(
     threads: Optional[int] = typer.Option(None, help="torch CPU threads"),
     synthetic_per_class: int = typer.Option(300, help="synthetic faces per class"),
     out: Optional[str] = typer.Option(None, help="search folder (default artifacts/search-<model>[-N])"),
-    resume: Optional[str] = typer.Option(None, help="continue an interrupted search folder with its saved settings"),
+    storage: Optional[str] = typer.Option(None, help="Optuna storage several workers share: sqlite:///FILE, "
+                                          "postgresql://..., mysql://..., or journal:PATH on a shared filesystem "
+                                          "(default: sqlite in the search folder)"),
+    workers: int = typer.Option(1, help="worker processes on this machine pulling trials from the study (grid)"),
+    resume: Optional[str] = typer.Option(None, help="continue an interrupted search folder with its saved settings; "
+                                         "on another machine: join the search"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Hyper-parameter search: each trial a run folder, selected on val, results table + plot, resumable."""
@@ -42,11 +47,12 @@ def search_cmd(
                            threads=threads, synthetic_per_class=synthetic_per_class,
                            model_kwargs=_parse_model_args(model_arg))
         cfg = SearchConfig(base=base, grid=parse_grid(grid), out=out or str(default_run_path(f"search-{model}")),
-                           sampler=sampler, trials=trials, pruner=pruner, seed=seed)
-    elif grid:
-        console.print("note: --resume uses the search's saved settings; --grid and the other options are ignored")
+                           sampler=sampler, trials=trials, pruner=pruner, seed=seed, storage=storage)
+    elif grid or storage:
+        console.print("note: --resume uses the search's saved settings (its grid and storage); the other options "
+                      "but --workers are ignored")
     try:
-        result = run_search(cfg, resume=resume, progress=progress)
+        result = run_search(cfg, resume=resume, progress=progress, workers=workers)
     except KeyboardInterrupt:
         console.print(f"interrupted; continue with: fercomp search --resume {resume or cfg.out}")
         raise typer.Exit(130)

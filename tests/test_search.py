@@ -76,3 +76,65 @@ def test_grid_parsing_and_validation(tmp_path, capsys):
     assert main(["search", "--grid", "lr=0.1", "--sampler", "tpe", "--out", str(tmp_path / "y")]) == 2
     assert "--trials" in capsys.readouterr().err
     assert not (tmp_path / "y").exists()
+
+
+def test_two_workers_on_one_storage_train_every_combination_once(tmp_path):
+    cfg = _config(tmp_path, storage=f"journal:{tmp_path / 'shared.log'}")
+    result = run_search(cfg, progress=False, workers=2)
+    assert _combos(result) == EVERY
+    assert len(result["trials"]) == len(EVERY)  # no trial beyond the queued ones, none failed or repeated
+    import optuna
+
+    from fercomp.train.search_queue import WORKER_ATTR, open_storage
+
+    study = optuna.load_study(study_name="fercomp-search-search",
+                              storage=open_storage(cfg.storage))
+    assert len({t.user_attrs[WORKER_ATTR] for t in study.trials}) >= 1
+    for row in result["trials"]:  # each run trained its epochs once: no restart, no second writer
+        lines = (tmp_path / "search" / row["run"] / "metrics.jsonl").read_text().splitlines()
+        assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+    assert not (tmp_path / "search" / "study.db").exists()  # the named storage, not the default
+
+
+CLAIMER = r"""
+import sys, time, os
+import optuna
+from fercomp.train.search_queue import drain, open_storage
+storage = open_storage(sys.argv[1])
+study = optuna.load_study(study_name="queue", storage=storage)
+def objective(trial):
+    x = trial.suggest_categorical("x", list(range(16)))
+    time.sleep(0.05)
+    return float(x)
+drain(study, objective)
+"""
+
+
+def test_concurrent_claims_take_each_queued_trial_once(tmp_path):
+    """Four processes drain one queue at once: every queued trial runs exactly once, none is added."""
+    import subprocess
+    import sys
+
+    import optuna
+
+    from fercomp.train.search_queue import WORKER_ATTR, enqueue_once, open_storage
+
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    study = optuna.create_study(study_name="queue", storage=open_storage(url), direction="maximize")
+    enqueue_once(study, [{"x": x} for x in range(16)])
+    enqueue_once(study, [{"x": x} for x in range(16)])  # a second setup does not queue them again
+    procs = [subprocess.Popen([sys.executable, "-c", CLAIMER, url]) for _ in range(4)]
+    assert [p.wait(timeout=240) for p in procs] == [0, 0, 0, 0]
+    trials = optuna.load_study(study_name="queue", storage=open_storage(url)).trials
+    assert sorted(t.params["x"] for t in trials) == list(range(16))
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert len({t.user_attrs[WORKER_ATTR] for t in trials}) > 1  # they did run concurrently
+
+
+def test_storage_flag_is_checked_before_anything_is_written(tmp_path, capsys):
+    out = tmp_path / "s"
+    assert main(["search", "--grid", "lr=0.1", "--storage", "no-such-scheme", "--out", str(out)]) == 2
+    assert "--storage" in capsys.readouterr().err and not out.exists()
+    assert main(["search", "--grid", "lr=0.1,0.01", "--sampler", "tpe", "--trials", "2", "--workers", "2",
+                 "--out", str(out)]) == 2
+    assert "--workers" in capsys.readouterr().err and not out.exists()
