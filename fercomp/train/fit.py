@@ -84,6 +84,12 @@ def learning_rate(cfg: TrainConfig, step: int, total_steps: int, steps_per_epoch
 
     Two-phase training runs the schedule twice: over the head phase with `lr` (and warm-up),
     then over the fine-tuning phase from `finetune_lr`, without warm-up.
+
+    A closed form of the step, not torch.optim.lr_scheduler, on purpose: LinearLR + CosineAnnealingLR
+    reproduce warm-up + cosine only to ~1e-13 (the scheduler's cosine is recursive, each lr
+    derived from the previous one), cannot follow a length changed by `--resume --epochs N`
+    without replaying every step on the old curve, and ReduceLROnPlateau rewrites the same lr
+    the warm-up sets. This function is stateless: a resumed run computes the lr it would have.
     """
     if cfg.head_epochs:
         head_steps = cfg.head_epochs * steps_per_epoch

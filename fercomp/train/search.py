@@ -106,6 +106,9 @@ class SearchConfig:
             raise ConfigError("--sampler tpe needs --trials N")
         if self.sampler == "grid" and self.trials is not None and self.trials > self.combinations:
             raise ConfigError(f"--trials {self.trials} exceeds the grid's {self.combinations} combinations")
+        from ..device import resolve_placement
+
+        resolve_placement(self.base.device, self.base.amp)  # every trial trains there: check it once, up front
         for combo in itertools.product(*self.grid.values()):  # every trial's settings are valid up front
             trial_config(self.base, dict(zip(self.grid, combo))).validate()
 
