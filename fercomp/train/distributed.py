@@ -130,14 +130,15 @@ def barrier(group: Group) -> None:
 
 
 class FollowerRun:
-    """What every rank but 0 holds instead of the run folder: its path, and writes that do nothing
-    (rank 0 alone writes the manifest, checkpoints, plots and logs)."""
+    """What every rank but 0 holds instead of the run folder: its path, the manifest as read (a
+    resume needs its recorded settings on every rank), and writes that do nothing (rank 0 alone
+    writes the manifest, checkpoints, plots and logs)."""
 
-    def __init__(self, path) -> None:
+    def __init__(self, path, manifest: dict | None = None) -> None:
         from pathlib import Path
 
         self.path = Path(path)
-        self.manifest: dict = {}
+        self.manifest: dict = dict(manifest or {})
 
     def lock(self) -> "FollowerRun":
         return self

@@ -173,7 +173,7 @@ def fit(
     progress = progress and group.is_main  # one progress bar and log, from rank 0
     if resume is not None:
         run = Run.load(resume)
-        run = run.lock() if group.is_main else FollowerRun(run.path)  # one writer: a second resume stops here
+        run = run.lock() if group.is_main else FollowerRun(run.path, run.manifest)  # one writer: a second resume stops here
         given = cfg  # where it runs may change on resume (threads, device, precision); what it learns may not
         cfg = resumed_config(run, extend_to)
         cfg = replace(cfg, threads=given.threads or cfg.threads, device=given.device or cfg.device,
