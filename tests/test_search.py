@@ -138,3 +138,33 @@ def test_storage_flag_is_checked_before_anything_is_written(tmp_path, capsys):
     assert main(["search", "--grid", "lr=0.1,0.01", "--sampler", "tpe", "--trials", "2", "--workers", "2",
                  "--out", str(out)]) == 2
     assert "--workers" in capsys.readouterr().err and not out.exists()
+
+
+KILLED_WORKER = r"""
+import os, sys
+from fercomp.train import search as s
+real = s._train_trial
+calls = []
+def dies_on_second(cfg, params, trial, progress, bars=True):
+    calls.append(1)
+    if len(calls) == 2:
+        os._exit(9)  # like SIGKILL: no clean-up, the trial stays RUNNING in the study
+    return real(cfg, params, trial, progress, bars)
+s._train_trial = dies_on_second
+from fercomp.train import TrainConfig
+s.run_search(s.SearchConfig(base=TrainConfig(epochs=1, synthetic_per_class=12, batch_size=16, evaluate_test=False),
+             grid={"lr": [0.05, 0.01], "label_smoothing": [0.0, 0.1]}, out=sys.argv[1]), progress=False)
+"""
+
+
+def test_a_worker_killed_outright_has_its_trial_queued_again_on_resume(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "search"
+    done = subprocess.run([sys.executable, "-c", KILLED_WORKER, str(out)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 9, done.stderr[-2000:]
+    result = run_search(resume=out, progress=False)
+    assert _combos(result) == EVERY  # the killed worker's combination trained on resume, none twice
+    states = sorted(r["state"] for r in result["trials"])
+    assert states == ["complete"] * 4 + ["fail"]  # the dead claim is on record as failed, then re-queued

@@ -35,7 +35,7 @@ from ..runs import MANIFEST, RESUME_FILE, Run
 from ..ui import console
 from .config import TrainConfig
 from .fit import fit
-from .search_queue import STUDY_NAME, default_storage_url, drain, enqueue_once, open_storage
+from .search_queue import STUDY_NAME, default_storage_url, drain, enqueue_once, fail_dead_local_claims, open_storage
 
 SAMPLERS = ("grid", "tpe")
 PRUNERS = ("none", "median")
@@ -199,6 +199,7 @@ def _prepare_study(cfg: SearchConfig, storage):
                               "use another --out name or another storage")
         if cfg.sampler == "grid":
             enqueue_once(study, cfg.grid_trials())
+        fail_dead_local_claims(study)  # a worker killed outright left its trial RUNNING
         _requeue_interrupted(study, cfg)
     return study
 

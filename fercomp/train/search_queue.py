@@ -119,6 +119,40 @@ def claim(study):
     return None
 
 
+def fail_dead_local_claims(study) -> list[int]:
+    """Mark FAIL the RUNNING trials claimed by a worker of this machine that no longer lives
+    (killed, out of memory), so a resume queues their combinations again; -> their numbers.
+
+    A Ctrl-C or SIGTERM marks a worker's trial FAIL itself; a SIGKILL leaves it RUNNING forever.
+    Claims of other machines are left alone: their workers may well be alive.
+    """
+    from optuna.trial import TrialState
+
+    host = socket.gethostname()
+    storage = study._storage
+    study_id = storage.get_study_id_from_name(study.study_name)
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        owner, _, pid = str(trial.user_attrs.get(WORKER_ATTR, "")).rpartition(":")
+        if owner == host and pid.isdigit() and not _alive(int(pid)):
+            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+            storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
+            failed.append(trial.number)
+    return failed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def drain(study, objective: Callable[[Any], float]) -> int:
     """Train queued trials until none is left; -> how many this worker finished.
 
