@@ -49,7 +49,8 @@ class BenchConfig:
     def validate(self) -> None:
         from ..device import resolve_device
 
-        resolve_device(self.device)  # --device cuda on a host without CUDA: one line, nothing measured
+        if "torch" in self.backends:  # --device places the torch backend (TensorRT is always on the GPU)
+            resolve_device(self.device)  # --device cuda on a host without CUDA: one line, nothing measured
         if not self.models:
             raise ConfigError("name at least one run folder to benchmark")
         unknown = [b for b in self.backends if b not in BACKENDS]

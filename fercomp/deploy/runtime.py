@@ -238,7 +238,8 @@ def load(
     (--device: auto, cpu, cuda[:N], mps) places the PyTorch backend; checkpoints load on the CPU
     first, so a model trained anywhere runs anywhere.
     """
-    placement = resolve_device(device)  # an unavailable device fails before anything is loaded
+    # An unavailable --device fails before anything is loaded; `auto` is resolved for the torch backend only.
+    placement = resolve_device(device) if device is not None else None
     path = zoo.resolve(path)
     if backend is not None and backend not in BACKENDS:
         raise ConfigError(f"--backend must be one of {', '.join(BACKENDS)} (got {backend!r})")
@@ -258,12 +259,12 @@ def load(
                 raise ConfigError(f"{run.path}: no {ONNX_FILE} here (export it with `fercomp export {run.path}`)")
             return OnnxPredictor(onnx_file, threads=threads, batch_size=batch_size)
         model, spec = run.load_model()
-        return TorchPredictor(model, spec, batch_size=batch_size, device=placement)
+        return TorchPredictor(model, spec, batch_size=batch_size, device=placement or resolve_device(None))
     if not path.exists():
         raise ConfigError(f"{path}: no such model file or run folder")
     if path.suffix == ".pt":
         model, spec = load_checkpoint(path)
-        return TorchPredictor(model, spec, batch_size=batch_size, device=placement)
+        return TorchPredictor(model, spec, batch_size=batch_size, device=placement or resolve_device(None))
     if path.suffix == ".onnx":
         return OnnxPredictor(path, threads=threads, batch_size=batch_size)
     if path.suffix in (".engine", ".plan"):
