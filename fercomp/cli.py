@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 from rich.table import Table
 
 from . import __version__
+from .cli_options import DATA_HELP, Amp, Device, parse_model_args as _parse_model_args
 from .errors import ConfigError, FercompError, interrupted_exit_code, terminate_as_interrupt
 from .ui import console
 
@@ -34,23 +35,6 @@ data_app = typer.Typer(help="Inspect data sources.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
 _ARGV: list[str] = []  # this invocation's arguments (see _launch_processes)
-
-DATA_HELP = "fer2013.csv, an .npz, an image folder, or 'synthetic' (default: synthetic faces)"
-
-
-def _parse_model_args(items: list[str]) -> dict[str, Any]:
-    """--model-arg width=32 --model-arg dropout=0.3 -> {'width': 32, 'dropout': 0.3}."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--model-arg expects KEY=VALUE (got {item!r})")
-        try:
-            out[key.strip()] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key.strip()] = raw
-    return out
-
 
 def _class_map(text: Optional[str]) -> Optional[dict[str, str]]:
     if not text:
@@ -99,8 +83,8 @@ def train(
     early_stop: Optional[int] = typer.Option(None, help="stop after N epochs without val improvement"),
     seed: int = typer.Option(0),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads"),
-    device: Optional[str] = typer.Option(None, help="auto | cpu | cuda | cuda:N | mps (default auto: CUDA, then MPS, else CPU)"),
-    amp: Optional[str] = typer.Option(None, help="mixed precision: bf16 | fp16 | off (default: bf16 on a GPU that has it, else off)"),
+    device: Device = None,
+    amp: Amp = None,
     channels_last: bool = typer.Option(True, "--channels-last/--no-channels-last", help="NHWC activations (faster on CPU)"),
     out: Optional[str] = typer.Option(None, help="run folder (default artifacts/<model>[-N])"),
     resume: Optional[str] = typer.Option(None, help="continue an interrupted run folder with its saved settings "
@@ -162,11 +146,11 @@ def train(
         if stage == "qat":
             from .compress.qat import resume_qat
 
-            run = resume_qat(resume, progress=progress)
+            run = resume_qat(resume, progress=progress, device=device)
         elif stage == "prune":
             from .compress.prune import resume_prune
 
-            run = resume_prune(resume, progress=progress)
+            run = resume_prune(resume, progress=progress, device=device, amp=amp)
         else:
             run = fit(cfg, resume=resume, progress=progress, extend_to=epochs if resume else None)
     except KeyboardInterrupt as exc:
@@ -244,6 +228,8 @@ def prune(
     alpha: float = typer.Option(0.7, help="weight of the distillation term (1 - alpha for the labels)"),
     out: Optional[str] = typer.Option(None, help="new run folder (default <parent>-p50, -s50, -sp24)"),
     threads: Optional[int] = typer.Option(None),
+    device: Device = None,
+    amp: Amp = None,
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Prune a trained run (channels, unstructured or 2:4), fine-tune it, and report the change."""
@@ -252,7 +238,8 @@ def prune(
     cfg = PruneConfig(parent=run, ratio=ratio, importance=importance, global_pruning=global_pruning,
                       round_to=round_to, steps=steps, unstructured=unstructured, sparsity=sparsity,
                       pattern=pattern, finetune_epochs=finetune_epochs, lr=lr, distill=distill,
-                      temperature=temperature, alpha=alpha, out=out, threads=threads)
+                      temperature=temperature, alpha=alpha, out=out, threads=threads,
+                      device=device, amp=amp)
     result = prune_run(cfg, progress=progress)
     _print_prune_summary(result)
 
@@ -290,6 +277,8 @@ def quantize(
     data: Optional[str] = typer.Option(None, help="calibrate / fine-tune on this source (default: the parent's own)"),
     out: Optional[str] = typer.Option(None, help="new run folder (default <parent>-int8)"),
     threads: Optional[int] = typer.Option(None),
+    device: Device = None,
+    amp: Amp = None,
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """INT8 QDQ ONNX (per-channel weights, per-tensor activations), accuracy measured in ONNX Runtime."""
@@ -297,7 +286,8 @@ def quantize(
 
     result = quantize_run(QuantizeConfig(parent=run, mode=mode, calib=calib, calib_method=calib_method,
                                          activations=activations, epochs=epochs, lr=lr, distill=distill,
-                                         out=out, threads=threads, data=data), progress=progress)
+                                         out=out, threads=threads, data=data, device=device, amp=amp),
+                          progress=progress)
     q = result.manifest["quantize"]
     console.print(f"run folder: {result.path}", soft_wrap=True, highlight=False)
     table = Table(title=f"INT8 {q['mode']} ({q['activations']} activations)")
@@ -403,6 +393,7 @@ def bench(
     out: str = typer.Option("artifacts/bench-report", help="folder for report.md, report.json, pareto.png"),
     peak: bool = typer.Option(True, "--peak/--no-peak", help="measure this host's FP32/INT8 peak for the %-of-peak column"),
     merge: Optional[list[str]] = typer.Option(None, "--merge", help="combine report.json files from several devices"),
+    device: Device = None,
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Params, MACs, size, accuracy, latency, throughput and memory per model x backend x batch; ratios to the root."""
@@ -420,7 +411,7 @@ def bench(
             raise ConfigError("name at least one run folder to benchmark (or --merge reports)")
         cfg = BenchConfig(models=list(runs), backends=tuple(b.strip() for b in backends.split(",") if b.strip()),
                           batch_sizes=_int_list(batch_sizes, "--batch-sizes"), threads=threads, data=data,
-                          split=split, warmup=warmup, iters=iters)
+                          split=split, warmup=warmup, iters=iters, device=device)
         report = run_bench(cfg, out, peak=peak, progress=progress)
     console.print(terminal_table(report))
     for kind, path in report["files"].items():
@@ -432,6 +423,7 @@ def ensemble(
     runs: list[str] = typer.Argument(..., help="two or more float run folders with the same classes"),
     out: str = typer.Option(..., help="the ensemble's run folder"),
     weights: Optional[str] = typer.Option(None, help="comma-separated member weights (default: equal)"),
+    device: Device = None,
 ) -> None:
     """A soft-voting ensemble saved as a run of its own (evaluate, export as one ONNX, bench, predict)."""
     from .train.ensemble import EnsembleConfig, ensemble_runs
@@ -442,7 +434,7 @@ def ensemble(
             parsed = [float(w) for w in weights.split(",")]
         except ValueError:
             raise ConfigError(f"--weights expects comma-separated numbers (got {weights!r})") from None
-    run = ensemble_runs(EnsembleConfig(runs=list(runs), out=out, weights=parsed))
+    run = ensemble_runs(EnsembleConfig(runs=list(runs), out=out, weights=parsed, device=device))
     table = Table(title=f"fercomp ensemble — {run.path}")
     for col in ("member", "weight", "test acc"):
         table.add_column(col, justify="left" if col == "member" else "right")
@@ -464,11 +456,12 @@ def evaluate(
     threads: Optional[int] = typer.Option(None),
     tta: Optional[str] = typer.Option(None, help="test-time augmentation: flip | shift | flip-shift (mean of the views)"),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON on stdout"),
+    device: Device = None,
 ) -> None:
     """Accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix (PNG + JSON)."""
     from .train import evaluate_run
 
-    report = evaluate_run(run, data=data, split=split, threads=threads, backend=backend, tta=tta)
+    report = evaluate_run(run, data=data, split=split, threads=threads, backend=backend, tta=tta, device=device)
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
         return
@@ -611,6 +604,7 @@ def predict(
     batch_size: int = typer.Option(64, help="face crops per inference batch"),
     annotate: bool = typer.Option(True, "--annotate/--no-annotate", help="write copies with boxes and labels"),
     max_frames: Optional[int] = typer.Option(None, help="stop each video or webcam after N analysed frames"),
+    device: Device = None,
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Emotions of the faces in images, folders, videos or a webcam: a CSV, annotated copies, a summary."""
@@ -628,7 +622,8 @@ def predict(
                                             detect=detect, detector=detector, margin=margin,
                                             detect_every=detect_every, smooth=smooth, pipeline=pipeline,
                                             threads=threads, batch_size=batch_size,
-                                            annotate=annotate, max_frames=max_frames), progress=progress)
+                                            annotate=annotate, max_frames=max_frames, device=device),
+                              progress=progress)
     detected = f", {summary['detector']}" if summary["detector"] else ""
     table = Table(title=f"fercomp predict ({summary['backend']}{detected})")
     table.add_column("")

@@ -6,6 +6,7 @@ from typing import Optional
 
 import typer
 
+from .cli_options import Device
 from .ui import console
 
 
@@ -18,13 +19,15 @@ def explain_cmd(
     out: Optional[str] = typer.Option(None, help="output folder (default artifacts/explain/<run>-<method>[-N])"),
     batch: int = typer.Option(8, help="images per grid PNG"),
     detect: bool = typer.Option(True, "--detect/--no-detect", help="find the face in larger photos"),
+    device: Device = None,
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Heat-map overlays for the predicted (or chosen) class: a grid PNG per batch, overlays, CSV, raw maps."""
     from .explain.explain import ExplainConfig, explain_sources
 
     result = explain_sources(ExplainConfig(run=run, sources=list(sources), method=method, target_class=target_class,
-                                           layer=layer, out=out, batch=batch, detect=detect), progress=progress)
+                                           layer=layer, out=out, batch=batch, detect=detect,
+                                           device=device), progress=progress)
     console.print(f"{result['method']} at layer {result['layer']}: {result['explained']} images explained -> {result['out']}",
                   highlight=False)
     for row in result["errors"]:

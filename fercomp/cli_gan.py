@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from .cli_options import Amp, Device
 from .ui import console
 
 gan_app = typer.Typer(help="Class-conditional GAN: train, sample an npz for --extra-data, score.", no_args_is_help=True)
@@ -28,13 +29,16 @@ def gan_train(
     out: Optional[str] = typer.Option(None, help="run folder (default artifacts/gan[-N])"),
     resume: Optional[str] = typer.Option(None, help="continue an interrupted GAN run folder"),
     synthetic_per_class: int = typer.Option(300, help="synthetic faces per class"),
+    device: Device = None,
+    amp: Amp = None,
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Train an AC-GAN on the train split; a sample grid PNG per epoch, resumable."""
     from .gan.train import GanConfig, train_gan
 
     cfg = GanConfig(data=data, epochs=epochs, batch_size=batch_size, lr=lr, z_dim=z_dim, width=width, flip=flip,
-                    seed=seed, threads=threads, out=out, synthetic_per_class=synthetic_per_class)
+                    seed=seed, threads=threads, out=out, synthetic_per_class=synthetic_per_class,
+                    device=device, amp=amp)
     try:
         run = train_gan(cfg, resume=resume, progress=progress)
     except KeyboardInterrupt:

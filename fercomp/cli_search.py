@@ -7,10 +7,8 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from .cli_options import DATA_HELP, Amp, Device, parse_model_args
 from .ui import console
-
-DATA_HELP = "fer2013.csv, an .npz, an image folder, or 'synthetic' (default: synthetic faces)"
-
 
 def search_cmd(
     grid: list[str] = typer.Option([], "--grid", help="NAME=V1,V2,... (repeatable), e.g. lr=0.1,0.01; model kwargs as model.width=16,32"),
@@ -25,13 +23,19 @@ def search_cmd(
     model_arg: list[str] = typer.Option([], "--model-arg", help="fixed model kwarg KEY=VALUE (repeatable)"),
     seed: int = typer.Option(0, help="training seed of every trial, and the sampler's"),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads"),
+    device: Device = None,
+    amp: Amp = None,
     synthetic_per_class: int = typer.Option(300, help="synthetic faces per class"),
     out: Optional[str] = typer.Option(None, help="search folder (default artifacts/search-<model>[-N])"),
-    resume: Optional[str] = typer.Option(None, help="continue an interrupted search folder with its saved settings"),
+    storage: Optional[str] = typer.Option(None, help="Optuna storage several workers share: sqlite:///FILE, "
+                                          "postgresql://..., mysql://..., or journal:PATH on a shared filesystem "
+                                          "(default: sqlite in the search folder)"),
+    workers: int = typer.Option(1, help="worker processes on this machine pulling trials from the study (grid)"),
+    resume: Optional[str] = typer.Option(None, help="continue an interrupted search folder with its saved settings; "
+                                         "on another machine: join the search"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Hyper-parameter search: each trial a run folder, selected on val, results table + plot, resumable."""
-    from .cli import _parse_model_args
     from .train import TrainConfig
     from .train.fit import default_run_path
     from .train.search import SearchConfig, parse_grid, run_search
@@ -39,14 +43,15 @@ def search_cmd(
     cfg = None
     if resume is None:
         base = TrainConfig(model=model, data=data, labels=labels, epochs=epochs, early_stop=early_stop, seed=seed,
-                           threads=threads, synthetic_per_class=synthetic_per_class,
-                           model_kwargs=_parse_model_args(model_arg))
+                           threads=threads, synthetic_per_class=synthetic_per_class, device=device, amp=amp,
+                           model_kwargs=parse_model_args(model_arg))
         cfg = SearchConfig(base=base, grid=parse_grid(grid), out=out or str(default_run_path(f"search-{model}")),
-                           sampler=sampler, trials=trials, pruner=pruner, seed=seed)
-    elif grid:
-        console.print("note: --resume uses the search's saved settings; --grid and the other options are ignored")
+                           sampler=sampler, trials=trials, pruner=pruner, seed=seed, storage=storage)
+    elif grid or storage:
+        console.print("note: --resume uses the search's saved settings (its grid and storage); the other options "
+                      "but --workers are ignored")
     try:
-        result = run_search(cfg, resume=resume, progress=progress)
+        result = run_search(cfg, resume=resume, progress=progress, workers=workers)
     except KeyboardInterrupt:
         console.print(f"interrupted; continue with: fercomp search --resume {resume or cfg.out}")
         raise typer.Exit(130)

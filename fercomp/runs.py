@@ -337,3 +337,25 @@ def removed_on_failure(run: Run) -> Iterator[Run]:
         if not (run.path / RESUME_FILE).exists():
             shutil.rmtree(run.path, ignore_errors=True)
         raise
+
+
+# -- lineage queries (what a run, or its ancestors, recorded) ---------------------------------
+
+
+def is_2to4_run(run: "Run") -> bool:
+    """Was this run (or, for an INT8 run, its float parent) pruned to the 2:4 pattern?"""
+    for r in (run, run.parent if run.stage == "quantize" else None):
+        prune = (r.manifest.get("prune") or {}) if r else {}
+        if prune.get("pattern") == "2:4" or prune.get("method") == "semi-structured 2:4":
+            return True
+    return False
+
+
+def recorded_sparsity(run: "Run") -> float | None:
+    """Fraction of zero weights recorded by the nearest unstructured / 2:4 prune in the run's lineage."""
+    for r in reversed(run.lineage()):
+        prune = r.manifest.get("prune") or {}
+        value = prune.get("sparsity_after_finetune", prune.get("sparsity"))
+        if value is not None:
+            return value
+    return None

@@ -151,3 +151,68 @@ def test_sync_bn_needs_cuda(tmp_path, capsys):
     code = main(["train", "--sync-bn", "--device", "cpu", "--epochs", "1", "--out", str(tmp_path / "r"), "--no-progress"])
     assert code == 2 and "--sync-bn needs CUDA" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every live process below `pid` (from /proc: parent ids), children first."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            parents[int(stat.parent.name)] = int(fields[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    found, frontier = [], [pid]
+    while frontier:
+        children = [p for p, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
+
+
+@pytest.mark.slow  # two 2-process trainings (about a minute); CI runs it
+def test_two_process_run_killed_mid_epoch_resumes_and_finishes_as_if_uninterrupted(tmp_path):
+    """SIGKILL the launcher and both ranks during epoch 2 (no clean-up runs: the lock dies with them),
+    resume with `--resume RUN --nproc 2`, and end with the weights of a run that was never stopped."""
+    import signal
+    import time
+
+    args = ["train", "--model", "separable_cnn", "--synthetic-per-class", "150", "--epochs", "3", "--batch-size", "32",
+            "--threads", "1", "--no-progress", "--nproc", "2"]
+
+    def launch(out: Path, *extra: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "fercomp.cli", *args, "--out", str(out), *extra], cwd=REPO,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+    killed = tmp_path / "killed"
+    proc = launch(killed)
+    try:
+        deadline = time.monotonic() + 300
+        while not (killed / "metrics.jsonl").exists() or not (killed / "metrics.jsonl").read_text().strip():
+            assert proc.poll() is None, proc.stderr.read()[-3000:]
+            assert time.monotonic() < deadline, "epoch 1 never ended"
+            time.sleep(0.05)
+        time.sleep(0.5)  # inside epoch 2
+    finally:  # torchrun starts each rank in a session of its own: kill the launcher and every descendant
+        for pid in [proc.pid, *_descendants(proc.pid)]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.wait()
+        time.sleep(0.5)
+    stopped = Run.load(killed)
+    assert stopped.manifest["status"] == "running" and stopped.manifest["epochs_done"] < 3  # killed, not finished
+
+    resumed = subprocess.run([sys.executable, "-m", "fercomp.cli", "train", "--resume", str(killed), "--nproc", "2",
+                              "--no-progress"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    run = Run.load(killed)
+    assert run.manifest["status"] == "complete" and run.manifest["epochs_done"] == 3
+    assert [r["epoch"] for r in history(killed)] == [1, 2, 3]
+
+    reference = launch(tmp_path / "reference")
+    assert reference.wait(timeout=600) == 0, reference.stderr.read()[-3000:]
+    w_ref, w_run = weights(tmp_path / "reference"), weights(killed)
+    for key in w_ref:  # the epoch order, augmentations and all-reduced gradients replay exactly
+        assert torch.equal(w_ref[key], w_run[key]), key

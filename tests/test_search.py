@@ -76,3 +76,95 @@ def test_grid_parsing_and_validation(tmp_path, capsys):
     assert main(["search", "--grid", "lr=0.1", "--sampler", "tpe", "--out", str(tmp_path / "y")]) == 2
     assert "--trials" in capsys.readouterr().err
     assert not (tmp_path / "y").exists()
+
+
+def test_two_workers_on_one_storage_train_every_combination_once(tmp_path):
+    cfg = _config(tmp_path, storage=f"sqlite:///{tmp_path / 'shared.db'}")
+    result = run_search(cfg, progress=False, workers=2)
+    assert _combos(result) == EVERY
+    assert len(result["trials"]) == len(EVERY)  # no trial beyond the queued ones, none failed or repeated
+    import optuna
+
+    from fercomp.train.search_queue import WORKER_ATTR, open_storage
+
+    study = optuna.load_study(study_name="fercomp-search-search", storage=open_storage(cfg.storage))
+    assert all(WORKER_ATTR in t.user_attrs for t in study.trials)  # claimed by a worker, none made up
+    for row in result["trials"]:  # each run trained its epochs once: no restart, no second writer
+        lines = (tmp_path / "search" / row["run"] / "metrics.jsonl").read_text().splitlines()
+        assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+    assert not (tmp_path / "search" / "study.db").exists()  # the named storage, not the default
+
+
+CLAIMER = r"""
+import sys, time, os
+import optuna
+from fercomp.train.search_queue import drain, open_storage
+storage = open_storage(sys.argv[1])
+study = optuna.load_study(study_name="queue", storage=storage)
+def objective(trial):
+    x = trial.suggest_categorical("x", list(range(16)))
+    time.sleep(0.05)
+    return float(x)
+drain(study, objective)
+"""
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("journal", marks=pytest.mark.slow)])
+def test_concurrent_claims_take_each_queued_trial_once(tmp_path, kind):
+    """Four processes drain one queue at once: every queued trial runs exactly once, none is added."""
+    import subprocess
+    import sys
+
+    import optuna
+
+    from fercomp.train.search_queue import WORKER_ATTR, enqueue_once, open_storage
+
+    url = f"sqlite:///{tmp_path / 'q.db'}" if kind == "sqlite" else f"journal:{tmp_path / 'q.log'}"
+    study = optuna.create_study(study_name="queue", storage=open_storage(url), direction="maximize")
+    enqueue_once(study, [{"x": x} for x in range(16)])
+    enqueue_once(study, [{"x": x} for x in range(16)])  # a second setup does not queue them again
+    procs = [subprocess.Popen([sys.executable, "-c", CLAIMER, url]) for _ in range(4)]
+    assert [p.wait(timeout=240) for p in procs] == [0, 0, 0, 0]
+    trials = optuna.load_study(study_name="queue", storage=open_storage(url)).trials
+    assert sorted(t.params["x"] for t in trials) == list(range(16))
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert len({t.user_attrs[WORKER_ATTR] for t in trials}) > 1  # they did run concurrently
+
+
+def test_storage_flag_is_checked_before_anything_is_written(tmp_path, capsys):
+    out = tmp_path / "s"
+    assert main(["search", "--grid", "lr=0.1", "--storage", "no-such-scheme", "--out", str(out)]) == 2
+    assert "--storage" in capsys.readouterr().err and not out.exists()
+    assert main(["search", "--grid", "lr=0.1,0.01", "--sampler", "tpe", "--trials", "2", "--workers", "2",
+                 "--out", str(out)]) == 2
+    assert "--workers" in capsys.readouterr().err and not out.exists()
+
+
+KILLED_WORKER = r"""
+import os, sys
+from fercomp.train import search as s
+real = s._train_trial
+calls = []
+def dies_on_second(cfg, params, trial, progress, bars=True):
+    calls.append(1)
+    if len(calls) == 2:
+        os._exit(9)  # like SIGKILL: no clean-up, the trial stays RUNNING in the study
+    return real(cfg, params, trial, progress, bars)
+s._train_trial = dies_on_second
+from fercomp.train import TrainConfig
+s.run_search(s.SearchConfig(base=TrainConfig(epochs=1, synthetic_per_class=12, batch_size=16, evaluate_test=False),
+             grid={"lr": [0.05, 0.01], "label_smoothing": [0.0, 0.1]}, out=sys.argv[1]), progress=False)
+"""
+
+
+def test_a_worker_killed_outright_has_its_trial_queued_again_on_resume(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "search"
+    done = subprocess.run([sys.executable, "-c", KILLED_WORKER, str(out)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 9, done.stderr[-2000:]
+    result = run_search(resume=out, progress=False)
+    assert _combos(result) == EVERY  # the killed worker's combination trained on resume, none twice
+    states = sorted(r["state"] for r in result["trials"])
+    assert states == ["complete"] * 4 + ["fail"]  # the dead claim is on record as failed, then re-queued

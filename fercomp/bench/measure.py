@@ -19,11 +19,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..compress.prune import recorded_sparsity
 from ..deploy.board.report_format import make_row
 from ..deploy.runtime import ENGINE_FILE, load, preprocess
 from ..errors import ConfigError, FercompError
-from ..runs import MODEL_FILE, ONNX_FILE, Run
+from ..runs import MODEL_FILE, ONNX_FILE, Run, recorded_sparsity
 from ..timing import measure, peak_rss_mb
 
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
@@ -45,8 +44,13 @@ class BenchConfig:
     iters: int = 100
     accuracy: bool = True
     export_missing: bool = True  # run_bench exports a float run's ONNX (with its parity check) when it has none
+    device: str | None = None  # the torch backend's --device (auto: CUDA, then MPS, else CPU); CUDA: fp32 + fp16 rows
 
     def validate(self) -> None:
+        from ..device import resolve_device
+
+        if "torch" in self.backends:  # --device places the torch backend (TensorRT is always on the GPU)
+            resolve_device(self.device)  # --device cuda on a host without CUDA: one line, nothing measured
         if not self.models:
             raise ConfigError("name at least one run folder to benchmark")
         unknown = [b for b in self.backends if b not in BACKENDS]
@@ -73,7 +77,20 @@ def precision_of(run: Run, backend: str) -> str:
     return "int8" if run.stage == "quantize" else "fp32"
 
 
-def open_backend(run: Run, backend: str, cfg: BenchConfig):
+def torch_device(cfg: BenchConfig) -> torch.device:
+    from ..device import resolve_device
+
+    return resolve_device(cfg.device)
+
+
+def precisions(run: Run, backend: str, cfg: BenchConfig) -> tuple[str, ...]:
+    """The torch backend on a GPU gets an fp32 and an fp16 row; every other backend its one precision."""
+    if backend == "torch" and run.stage != "quantize" and torch_device(cfg).type == "cuda":
+        return ("fp32", "fp16")
+    return (precision_of(run, backend),)
+
+
+def open_backend(run: Run, backend: str, cfg: BenchConfig, precision: str | None = None):
     """The run's predictor on `backend`, or BackendUnavailable with the reason."""
     if backend == "torch" and run.stage == "quantize":
         raise BackendUnavailable("INT8 lives only in the QDQ ONNX; PyTorch eager has no INT8 CPU kernels for it")
@@ -90,6 +107,9 @@ def open_backend(run: Run, backend: str, cfg: BenchConfig):
     if backend == "onnxruntime" and not (run.path / ONNX_FILE).is_file():
         raise BackendUnavailable(f"no {ONNX_FILE}: run `fercomp export {run.path}` first")
     try:
+        if backend == "torch":
+            predictor = load(run.path, backend=backend, threads=cfg.threads, device=cfg.device)
+            return predictor.half() if precision == "fp16" else predictor
         return load(run.path, backend=backend, threads=cfg.threads)
     except FercompError as exc:
         if backend != "tensorrt":
@@ -97,8 +117,10 @@ def open_backend(run: Run, backend: str, cfg: BenchConfig):
         raise BackendUnavailable(str(exc)) from None  # e.g. an engine this TensorRT or GPU cannot load
 
 
-def device_for(backend: str, device: str) -> str:
-    """TensorRT rows ran on the GPU: label them with its name, never the CPU's."""
+def device_for(backend: str, device: str, cfg: BenchConfig | None = None) -> str:
+    """Rows that ran on a GPU (TensorRT, torch on CUDA) are labelled with its name, never the CPU's."""
+    if backend == "torch" and cfg is not None and (place := torch_device(cfg)).type != "cpu":
+        return torch.cuda.get_device_name(place) if place.type == "cuda" else place.type
     if backend != "tensorrt":
         return device
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "gpu"
@@ -118,18 +140,19 @@ def bench_run(path: str | Path, cfg: BenchConfig, device: str, images: np.ndarra
                   params=run.manifest.get("params"), macs=run.manifest.get("macs"), sparsity=recorded_sparsity(run))
     rows = []
     for backend in cfg.backends:
-        base = dict(common, backend=backend, precision=precision_of(run, backend), device=device_for(backend, device))
-        try:
-            predictor = open_backend(run, backend, cfg)
-        except BackendUnavailable as exc:
-            rows.append(make_row(**base, status="unavailable", reason=str(exc)))
-            continue
-        try:
-            rows.extend(_measure_backend(run, backend, predictor, base, cfg, images, labels, split_name))
-        finally:
-            close = getattr(predictor, "close", None)  # TensorRT holds a CUDA stream and device buffers
-            if close:
-                close()
+        for precision in precisions(run, backend, cfg):
+            base = dict(common, backend=backend, precision=precision, device=device_for(backend, device, cfg))
+            try:
+                predictor = open_backend(run, backend, cfg, precision)
+            except BackendUnavailable as exc:
+                rows.append(make_row(**base, status="unavailable", reason=str(exc)))
+                continue
+            try:
+                rows.extend(_measure_backend(run, backend, predictor, base, cfg, images, labels, split_name))
+            finally:
+                close = getattr(predictor, "close", None)  # TensorRT holds a CUDA stream and device buffers
+                if close:
+                    close()
     return rows
 
 
@@ -156,12 +179,18 @@ def _measure_backend(run: Run, backend: str, predictor, base: dict[str, Any], cf
 
 
 def compute_only(predictor, x: np.ndarray, cfg: BenchConfig) -> dict[str, float]:
-    """TensorRT's latency without host-device copies (the batch staged on the GPU once); {} elsewhere."""
+    """A GPU backend's latency without host-device copies (the batch staged on the GPU once): TensorRT,
+    and the torch backend on CUDA (timed with CUDA events); {} elsewhere."""
     timer = getattr(predictor, "forward_timer", None)
     call = timer(x) if timer else None
     if call is None:
         return {}
-    stats = measure(call, warmup=cfg.warmup, iters=cfg.iters, batch_size=len(x))
+    if getattr(predictor, "backend", None) == "torch":  # asynchronous CUDA launches: time them with CUDA events
+        from .cuda_timing import measure_cuda
+
+        stats = measure_cuda(call, warmup=cfg.warmup, iters=cfg.iters, batch_size=len(x))
+    else:  # TensorRT's call synchronises its stream itself
+        stats = measure(call, warmup=cfg.warmup, iters=cfg.iters, batch_size=len(x))
     return {"compute_p50_ms": stats["p50_ms"], "compute_p95_ms": stats["p95_ms"]}
 
 

@@ -20,9 +20,10 @@ from typing import Any
 import torch
 
 from ..data import FerData
+from ..device import resolve_placement
 from ..errors import ConfigError, RunError
 from ..models import count_macs, count_params
-from ..runs import MANIFEST, RESUME_FILE, Run, removed_on_failure, save_checkpoint
+from ..runs import MANIFEST, RESUME_FILE, Run, is_2to4_run, recorded_sparsity, removed_on_failure, save_checkpoint  # noqa: F401
 from ..train import TrainConfig, fit
 from ..train.evaluate import data_for_run, evaluate_model, reports_by_split, write_evaluation
 from ..ui import console
@@ -32,23 +33,6 @@ from .structured import IMPORTANCE_CRITERIA, prune_channels
 PRUNED_FILE = "pruned.pt"
 
 
-def is_2to4_run(run: Run) -> bool:
-    """Was this run (or, for an INT8 run, its float parent) pruned to the 2:4 pattern?"""
-    for r in (run, run.parent if run.stage == "quantize" else None):
-        prune = (r.manifest.get("prune") or {}) if r else {}
-        if prune.get("pattern") == "2:4" or prune.get("method") == "semi-structured 2:4":
-            return True
-    return False
-
-
-def recorded_sparsity(run: Run) -> float | None:
-    """Fraction of zero weights recorded by the nearest unstructured / 2:4 prune in the run's lineage."""
-    for r in reversed(run.lineage()):
-        prune = r.manifest.get("prune") or {}
-        value = prune.get("sparsity_after_finetune", prune.get("sparsity"))
-        if value is not None:
-            return value
-    return None
 TAYLOR_BATCHES = 8
 FINETUNE_LR_FACTOR = 0.1  # fine-tuning starts at a tenth of the parent's peak lr unless --lr says otherwise
 
@@ -71,6 +55,8 @@ class PruneConfig:
     alpha: float = 0.7
     out: str | None = None
     threads: int | None = None
+    device: str | None = None  # fine-tuning and distillation: --device / --amp as `train` takes them
+    amp: str | None = None
 
     @property
     def method(self) -> str:
@@ -106,6 +92,7 @@ class PruneConfig:
             raise ConfigError(f"--alpha must be in [0, 1] (got {self.alpha})")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"--threads must be >= 1 (got {self.threads})")
+        resolve_placement(self.device, self.amp)
 
 
 def _load_parent(path: str) -> tuple[Run, torch.nn.Module, dict[str, Any]]:
@@ -304,6 +291,8 @@ def _finetune_pruned(cfg, run, parent, model, spec, data, after, parent_cfg, spa
         "distill_alpha": cfg.alpha,
         "keep_sparsity": sparse,
         "threads": cfg.threads or parent_cfg.threads,
+        "device": cfg.device,  # where this host fine-tunes, not where the parent trained
+        "amp": cfg.amp,
     })
     run = fit(finetune, run=run, progress=progress)
     _record_final(run, sparse)
@@ -311,17 +300,18 @@ def _finetune_pruned(cfg, run, parent, model, spec, data, after, parent_cfg, spa
     return run
 
 
-def resume_prune(path: str | Path, progress: bool = True) -> Run:
+def resume_prune(path: str | Path, progress: bool = True, device: str | None = None, amp: str | None = None) -> Run:
     """Continue an interrupted prune run: its fine-tuning, or, for a multi-step prune's folder, every
     round from the one where it stopped (ending with the weights an uninterrupted run has)."""
     run = Run.load(path)
     plan = run.manifest.get("prune", {}).get("plan")
     if plan is None or run.manifest.get("status") == "complete":  # one round (fit refuses a finished one)
-        return _resume_finetune(path, progress)
+        return _resume_finetune(path, progress, device, amp)
     run.lock()  # one writer: a second resume of the same prune stops here
     root = Run(run.path, {"parent": plan["parent"], "parent_abs": plan["parent_abs"]}).parent  # resolved like a parent
     known = {k: v for k, v in plan.items() if k in PruneConfig.__dataclass_fields__}
     cfg = PruneConfig(**{**known, "parent": str(root.path), "out": str(run.path)})
+    cfg.device, cfg.amp = device or cfg.device, amp or cfg.amp
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if progress:
@@ -329,9 +319,9 @@ def resume_prune(path: str | Path, progress: bool = True) -> Run:
     return _prune_in_rounds(cfg, run, root, TrainConfig.from_dict(root.manifest["config"]), progress)
 
 
-def _resume_finetune(path: str | Path, progress: bool) -> Run:
+def _resume_finetune(path: str | Path, progress: bool, device: str | None = None, amp: str | None = None) -> Run:
     """Continue one prune run's interrupted fine-tuning, then record its after-fine-tune figures."""
-    run = fit(TrainConfig(), resume=path, progress=progress)
+    run = fit(TrainConfig(device=device, amp=amp), resume=path, progress=progress)
     _record_final(run, run.manifest["prune"].get("sparsity") is not None)
     run.unlock()
     return run

@@ -126,6 +126,7 @@ class QatRecipe(FloatRecipe):
     def finish(self, run, cfg, data, state, model):
         _, _, convert_pt2e, _, _ = _torchao()
         best = torch.load(run.path / QAT_BEST, map_location="cpu", weights_only=True)
+        model = model.cpu()  # trained on any device: converted, exported and measured on the CPU
         model.load_state_dict(best["state_dict"])
         model.apply(_torchao()[0].disable_observer)  # the saved flags may be on: scales are final now
         model.eval()
@@ -168,7 +169,7 @@ class QatRecipe(FloatRecipe):
         return run
 
 
-def resume_qat(path, progress: bool = True):
+def resume_qat(path, progress: bool = True, device: str | None = None):
     """Continue an interrupted QAT run with the recipe recorded in its manifest."""
     from ..runs import Run
     from ..train import TrainConfig, fit
@@ -178,7 +179,7 @@ def resume_qat(path, progress: bool = True):
     recipe = QatRecipe(q["freeze_bn_after_epoch"], q["freeze_observers_after_epoch"],
                        source_run=run.parent.ref if run.parent else None,
                        activations=q.get("activation_encoding", "u8-asym"))  # runs from before s8-sym QAT: u8
-    return fit(TrainConfig(), resume=run.path, progress=progress, recipe=recipe)
+    return fit(TrainConfig(device=device), resume=run.path, progress=progress, recipe=recipe)
 
 
 def qat_epochs_default(finetune_epochs: int) -> tuple[int, int]:

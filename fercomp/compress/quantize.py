@@ -33,6 +33,7 @@ import torch
 from ..data import FerData
 from ..deploy.onnx_export import export_onnx, onnx_metadata, write_metadata
 from ..deploy.runtime import OnnxPredictor, preprocess
+from ..device import resolve_placement
 from ..errors import ConfigError, RunError
 from ..io import atomic_path, sha256_file
 from ..runs import ONNX_FILE, Run, removed_on_failure
@@ -60,6 +61,8 @@ class QuantizeConfig:
     threads: int | None = None
     seed: int = 0
     data: str | None = None  # calibrate / fine-tune on this source instead of the parent's own (e.g. a zoo model's)
+    device: str | None = None  # qat: where it fine-tunes (auto: CUDA, then MPS, else CPU); ptq calibrates on the CPU
+    amp: str | None = None  # qat: only off (fake quantization trains in fp32)
 
     def validate(self) -> None:
         if self.mode not in MODES:
@@ -72,6 +75,13 @@ class QuantizeConfig:
             raise ConfigError(f"--epochs must be >= 1 for qat (got {self.epochs})")
         if self.lr is not None and self.lr <= 0:
             raise ConfigError(f"--lr must be > 0 (got {self.lr})")
+        if self.mode != "qat" and (self.device or self.amp):
+            raise ConfigError("--device / --amp: PTQ calibrates in ONNX Runtime on the CPU; they apply to --mode qat")
+        if self.mode == "qat":
+            _, amp = resolve_placement(self.device, "off" if self.amp in (None, "auto") else self.amp)
+            if amp != "off":
+                raise ConfigError(f"--amp {amp}: quantization-aware training runs in fp32 (its fake-quant observers "
+                                  "record fp32 ranges); use --amp off")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"--threads must be >= 1 (got {self.threads})")
         if self.activations not in ACTIVATION_ENCODINGS:
@@ -159,6 +169,8 @@ def _quantize_aware_training(cfg: QuantizeConfig, parent: Run, out: Path, progre
         "distill_from": parent.ref if cfg.distill else None,
         "keep_sparsity": False,
         "threads": cfg.threads or parent_cfg.threads,
+        "device": cfg.device,
+        "amp": "off",
         **({"data": cfg.data} if cfg.data else {}),
     })
     recipe = QatRecipe(freeze_bn, freeze_observers, source_run=parent.ref, activations=cfg.activations)

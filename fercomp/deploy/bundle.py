@@ -27,9 +27,8 @@ import onnx
 from .. import __version__
 from ..errors import ConfigError, require_at_least
 from ..io import atomic_path, sha256_file
-from ..runs import ONNX_FILE, Run
+from ..runs import ONNX_FILE, Run, is_2to4_run, recorded_sparsity
 from ..ui import console
-from ..compress.prune import is_2to4_run, recorded_sparsity
 from .export import EXPORT_REPORT, ExportConfig, engine_spec, export_run, held_out_split, require_tensorrt_int8
 from .board.face_detect import options_to_json
 from .detectors import BLAZEFACE, MODELS_DIR

@@ -18,10 +18,9 @@ from typing import Any
 import numpy as np
 import onnx
 
-from ..compress.prune import is_2to4_run
 from ..errors import ConfigError, FercompError, RunError, require_at_least
 from ..io import atomic_path, sha256_file, write_json, write_text
-from ..runs import ONNX_FILE, Run, writable_copy
+from ..runs import ONNX_FILE, Run, is_2to4_run, writable_copy
 from ..ui import console
 from .onnx_export import OPSET, export_onnx, read_metadata
 from .runtime import ENGINE_FILE, OnnxPredictor, TorchPredictor, engine_metadata_path
@@ -87,7 +86,7 @@ def held_out_split(run: Run, data_source: str | None = None):
     file is elsewhere): the test split (FER2013 PrivateTest), or val when there is none.
 
     Returns (split, class names, "source split") — what export checks parity on and deploy ships."""
-    from ..train.evaluate import data_for_run
+    from ..data.run_data import data_for_run
 
     data = data_for_run(run, data_source)
     name = "test" if "test" in data.splits and len(data.splits["test"]) else "val"

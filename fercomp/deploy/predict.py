@@ -73,6 +73,7 @@ class PredictConfig:
     batch_size: int = 64
     annotate: bool = True
     max_frames: int | None = None
+    device: str | None = None  # the torch backend's --device (auto: CUDA, then MPS, else CPU)
 
     def validate(self) -> None:
         def need(cond: bool, flag: str, rule: str, value: Any) -> None:
@@ -483,7 +484,7 @@ def predict_sources(config: PredictConfig, progress: bool = True) -> dict[str, A
     # Everything that can fail on user input happens before the output folder exists.
     sources = resolve_sources(config.sources, exclude=out.resolve())
     predictor = runtime.load(config.model, backend=config.backend, threads=config.threads,
-                             batch_size=config.batch_size)
+                             batch_size=config.batch_size, device=config.device)
     detector = create_detector(config.detector) if config.detect else None
     if config.threads:
         cv2.setNumThreads(config.threads)
@@ -492,7 +493,8 @@ def predict_sources(config: PredictConfig, progress: bool = True) -> dict[str, A
     class_names = list(predictor.class_names)
     summary: dict[str, Any] = {
         "model": str(config.model), "backend": predictor.backend,
-        "detector": detector.name if detector else None, "sources": len(config.sources),
+        "detector": detector.name if detector else None, "device": str(getattr(predictor, "device", "cpu")),
+        "sources": len(config.sources),
         "files": 0, "frames": 0, "faces": 0, "no_face": 0, "errors": 0, "annotated": 0,
         "per_class": {name: 0 for name in class_names},
         "csv": str(out / CSV_NAME), "out": str(out),

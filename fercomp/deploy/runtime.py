@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from .. import zoo
+from ..device import resolve_device
 from ..errors import ConfigError, ModelError
 from ..runs import ONNX_FILE, Run, load_checkpoint
 from .board.trt_runtime import preprocess as board_preprocess
@@ -58,19 +59,42 @@ class TorchPredictor:
 
     backend = "torch"
 
-    def __init__(self, model: torch.nn.Module, spec: dict[str, Any], batch_size: int = 256):
+    def __init__(self, model: torch.nn.Module, spec: dict[str, Any], batch_size: int = 256,
+                 device: torch.device | None = None):
         model.eval()  # exported (QAT) graphs return None from eval(), so don't chain it
+        if device is not None:
+            model.to(device)
         self.model = model
         first = next(iter(model.parameters()), None)
         self.device = first.device if first is not None else torch.device("cpu")  # a model trained on a GPU stays there
         self.spec = spec
         self.class_names = list(spec["class_names"])
         self.batch_size = batch_size
+        self.dtype = torch.float32
+
+    def half(self) -> "TorchPredictor":
+        """fp16 weights and inputs (a GPU's half-precision path; `bench` times it on CUDA)."""
+        self.model.half()
+        self.dtype = torch.float16
+        return self
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Preprocessed float32 [N, C, H, W] -> logits [N, classes] (what `bench` times)."""
         with torch.inference_mode():
-            return self.model(torch.from_numpy(x).to(self.device)).float().cpu().numpy()
+            return self.model(torch.from_numpy(x).to(self.device, self.dtype)).float().cpu().numpy()
+
+    def forward_timer(self, x: np.ndarray):
+        """On a GPU: a call running the model on `x` staged on the device once (no copies), for
+        CUDA-event timing; None on the CPU, where `forward` already is the compute."""
+        if self.device.type != "cuda":
+            return None
+        staged = torch.from_numpy(x).to(self.device, self.dtype)
+
+        def call():
+            with torch.inference_mode():
+                return self.model(staged)
+
+        return call
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         return batched_proba(self, images)
@@ -204,13 +228,18 @@ BACKENDS = ("torch", "onnxruntime", "tensorrt")
 
 
 def load(
-    path: str | Path, *, backend: str | None = None, threads: int | None = None, batch_size: int = 256
+    path: str | Path, *, backend: str | None = None, threads: int | None = None, batch_size: int = 256,
+    device: str | None = None,
 ) -> Predictor:
     """A predictor for a run folder, a `.pt` checkpoint, an `.onnx` or a TensorRT `.engine`.
 
     A run folder's default backend is its deliverable: ONNX Runtime for a quantized run (its
-    INT8 model exists only as ONNX), PyTorch otherwise; `backend` picks another one.
+    INT8 model exists only as ONNX), PyTorch otherwise; `backend` picks another one. `device`
+    (--device: auto, cpu, cuda[:N], mps) places the PyTorch backend; checkpoints load on the CPU
+    first, so a model trained anywhere runs anywhere.
     """
+    # An unavailable --device fails before anything is loaded; `auto` is resolved for the torch backend only.
+    placement = resolve_device(device) if device is not None else None
     path = zoo.resolve(path)
     if backend is not None and backend not in BACKENDS:
         raise ConfigError(f"--backend must be one of {', '.join(BACKENDS)} (got {backend!r})")
@@ -230,12 +259,12 @@ def load(
                 raise ConfigError(f"{run.path}: no {ONNX_FILE} here (export it with `fercomp export {run.path}`)")
             return OnnxPredictor(onnx_file, threads=threads, batch_size=batch_size)
         model, spec = run.load_model()
-        return TorchPredictor(model, spec, batch_size=batch_size)
+        return TorchPredictor(model, spec, batch_size=batch_size, device=placement or resolve_device(None))
     if not path.exists():
         raise ConfigError(f"{path}: no such model file or run folder")
     if path.suffix == ".pt":
         model, spec = load_checkpoint(path)
-        return TorchPredictor(model, spec, batch_size=batch_size)
+        return TorchPredictor(model, spec, batch_size=batch_size, device=placement or resolve_device(None))
     if path.suffix == ".onnx":
         return OnnxPredictor(path, threads=threads, batch_size=batch_size)
     if path.suffix in (".engine", ".plan"):

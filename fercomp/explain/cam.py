@@ -103,7 +103,7 @@ def explain_batch(model: nn.Module, x: torch.Tensor, method: str, layer: nn.Modu
     num_classes = logits.shape[1]
     if target_class is not None and not 0 <= target_class < num_classes:
         raise ConfigError(f"--class {target_class}: the model has classes 0..{num_classes - 1}")
-    probs = torch.softmax(logits, 1).numpy()
+    probs = torch.softmax(logits.float(), 1).cpu().numpy()
     targets = np.full(len(x), target_class) if target_class is not None else probs.argmax(1)
 
     heatmaps = guided = None
@@ -112,7 +112,7 @@ def explain_batch(model: nn.Module, x: torch.Tensor, method: str, layer: nn.Modu
         with cam_class(model=model, target_layers=[layer]) as cam:
             heatmaps = cam(input_tensor=x, targets=[ClassifierOutputTarget(int(t)) for t in targets])
     if method in ("guided-backprop", "guided-gradcam"):
-        backprop = GuidedBackpropReLUModel(_guidable_copy(model), device="cpu")
+        backprop = GuidedBackpropReLUModel(_guidable_copy(model), device=x.device)
         guided = np.stack([backprop(x[i : i + 1].clone(), target_category=int(t))[..., 0] for i, t in enumerate(targets)])
     return Explanation(heatmaps, guided, targets.astype(np.int64), probs)
 

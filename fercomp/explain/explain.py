@@ -28,6 +28,7 @@ from ..deploy.detectors import create_detector
 from ..deploy.faces import find_face_crops
 from ..deploy.predict import UnreadableSource, read_image, resolve_sources
 from ..deploy.runtime import preprocess
+from ..device import resolve_device
 from ..errors import ConfigError
 from ..imagegrid import save_image_grid
 from ..ui import make_progress
@@ -46,6 +47,7 @@ class ExplainConfig:
     out: str | None = None
     batch: int = 8
     detect: bool = True
+    device: str | None = None  # --device: auto (CUDA, then MPS, else CPU), cpu, cuda[:N], mps
 
 
 def resolve_class(text: str | None, class_names: list[str]) -> int | None:
@@ -86,7 +88,9 @@ def explain_sources(cfg: ExplainConfig, progress: bool = True) -> dict:
         raise ConfigError(f"--method must be one of {', '.join(METHODS)} (got {cfg.method!r})")
     if cfg.batch < 1:
         raise ConfigError(f"--batch must be >= 1 (got {cfg.batch})")
+    device = resolve_device(cfg.device)
     model, spec = load_model_from(cfg.run)
+    model = model.to(device)
     class_names = list(spec["class_names"])
     target = resolve_class(cfg.target_class, class_names)
     input_size = tuple(spec.get("input_size", (48, 48)))
@@ -94,7 +98,7 @@ def explain_sources(cfg: ExplainConfig, progress: bool = True) -> dict:
     not_images = [s.location for s in sources if s.kind != "image"]
     if not_images:
         raise ConfigError(f"{not_images[0]}: explain takes image files and folders, not videos or webcams")
-    example = torch.from_numpy(preprocess(np.zeros((1, *input_size), np.uint8), spec))
+    example = torch.from_numpy(preprocess(np.zeros((1, *input_size), np.uint8), spec)).to(device)
     layer_name, layer = target_layer(model, example, cfg.layer)
     out = Path(cfg.out) if cfg.out else default_run_path(f"{Path(cfg.run).name}-{cfg.method}", "artifacts/explain")
     if out.exists() and any(out.iterdir()):
@@ -119,7 +123,7 @@ def explain_sources(cfg: ExplainConfig, progress: bool = True) -> dict:
             for start in range(0, len(faces), cfg.batch):
                 batch_faces = np.stack(faces[start : start + cfg.batch])
                 batch_names = names[start : start + cfg.batch]
-                x = torch.from_numpy(preprocess(batch_faces, spec))
+                x = torch.from_numpy(preprocess(batch_faces, spec)).to(device)
                 result = explain_batch(model, x, cfg.method, layer, target)
                 pictures = []
                 for i, name in enumerate(batch_names):
@@ -157,7 +161,7 @@ def explain_sources(cfg: ExplainConfig, progress: bool = True) -> dict:
         staging.rename(out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return {"out": str(out), "method": cfg.method, "layer": layer_name, "explained": len(maps["names"]),
+    return {"out": str(out), "method": cfg.method, "layer": layer_name, "device": str(device), "explained": len(maps["names"]),
             "errors": [r for r in rows if r.get("error")], "rows": rows}
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,6 +24,7 @@ from ..errors import ConfigError, RunError
 from ..imagegrid import save_image_grid
 from ..io import save_torch, write_text
 from ..runs import RESUME_FILE, Run, load_state_file, removed_on_failure
+from ..train.distributed import autocast, grad_scaler, resolve_placement
 from ..train.fit import default_run_path, require_same_data
 from ..ui import console, make_progress
 from .nets import Discriminator, Generator
@@ -50,8 +51,11 @@ class GanConfig:
     out: str | None = None
     synthetic_per_class: int = 300
     val_fraction: float = 0.1
+    device: str | None = None  # auto: CUDA, then MPS, else CPU; a resume may change it (and amp)
+    amp: str | None = None  # bf16 | fp16 | off (auto: bf16 on a GPU that has it, else off)
 
     def validate(self) -> None:
+        resolve_placement(self.device, self.amp)
         for flag, value, ok, rule in (
             ("--epochs", self.epochs, self.epochs >= 1, ">= 1"),
             ("--batch-size", self.batch_size, self.batch_size >= 2, ">= 2"),
@@ -96,10 +100,13 @@ def train_gan(
         if run.stage != GAN_STAGE:
             raise RunError(f"{run.path}: a {run.stage} run, not a GAN run; resume it with `fercomp train --resume`")
         run.require_resumable()
+        given = cfg  # where it trains may change on resume; what it learns may not
         cfg = GanConfig.from_dict(run.manifest["config"])
+        cfg = replace(cfg, device=given.device or cfg.device, amp=given.amp or cfg.amp)
     cfg.validate()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    device, amp = resolve_placement(cfg.device, cfg.amp)
 
     data = load_data(cfg.data, val_fraction=cfg.val_fraction, seed=cfg.seed, synthetic_per_class=cfg.synthetic_per_class)
     train = data.split("train")
@@ -113,6 +120,8 @@ def train_gan(
     torch.manual_seed(cfg.seed)
     num_classes = data.num_classes
     gen, disc = Generator(num_classes, cfg.z_dim, cfg.width), Discriminator(num_classes, cfg.width)
+    gen, disc = gen.to(device), disc.to(device)
+    scaler_g, scaler_d = grad_scaler(device, amp), grad_scaler(device, amp)  # fp16 only
     opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
     spec = generator_spec(cfg, data.class_names)
@@ -131,6 +140,9 @@ def train_gan(
         disc.load_state_dict(ckpt["discriminator"])
         opt_g.load_state_dict(ckpt["opt_g"])
         opt_d.load_state_dict(ckpt["opt_d"])
+        for name, scaler in (("scaler_g", scaler_g), ("scaler_d", scaler_d)):
+            if name in ckpt:
+                scaler.load_state_dict(ckpt[name])
         torch.set_rng_state(ckpt["torch_rng"])
         data_rng.set_state(ckpt["data_rng"])
         state = ckpt["state"]
@@ -142,13 +154,15 @@ def train_gan(
     grid_z = torch.randn(cfg.grid_columns, cfg.z_dim, generator=grid_rng).repeat(num_classes, 1)
     grid_labels = torch.arange(num_classes).repeat_interleave(cfg.grid_columns)
 
-    x_all = torch.from_numpy(train.x).unsqueeze(1)
-    y_all = torch.from_numpy(train.y)
+    # The images live on the training device; every random draw comes from the CPU generator, so a
+    # run replays the same batches on any device and resumes across devices.
+    x_all = torch.from_numpy(train.x).unsqueeze(1).to(device)
+    y_all = torch.from_numpy(train.y).to(device)
     steps = len(train) // cfg.batch_size
     log = console.print if progress else (lambda *a, **k: None)
     bar = make_progress(progress, "D {task.fields[d]:.3f}", "G {task.fields[g]:.3f}")
     with removed_on_failure(run), _interrupted_marks(run):
-        run.update(status="running")
+        run.update(status="running", placement={"device": str(device), "amp": amp})
         with bar:
             for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
                 task = bar.add_task(f"GAN epoch {epoch}/{cfg.epochs}", total=steps, d=0.0, g=0.0)
@@ -158,32 +172,36 @@ def train_gan(
                 sums = dict.fromkeys(("loss_d", "loss_g", "d_real", "d_fake", "real_class_acc", "fake_class_acc"), 0.0)
                 order = torch.randperm(len(train), generator=data_rng)
                 for i in range(steps):
-                    idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
+                    idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size].to(device)
                     real, labels = to_unit_range(x_all[idx]), y_all[idx]
                     if cfg.flip:
-                        mirror = torch.rand(len(idx), generator=data_rng) < 0.5
+                        mirror = (torch.rand(len(idx), generator=data_rng) < 0.5).to(device)
                         real = torch.where(mirror.view(-1, 1, 1, 1), real.flip(3), real)
-                    z = torch.randn(len(idx), cfg.z_dim, generator=data_rng)
-                    fake_labels = torch.randint(num_classes, (len(idx),), generator=data_rng)
-                    fake = gen(z, fake_labels)
-
-                    adv_real, cls_real = disc(real)
-                    adv_fake, cls_fake = disc(fake.detach())
-                    loss_d = (
-                        F.binary_cross_entropy_with_logits(adv_real, torch.full_like(adv_real, REAL_LABEL))
-                        + F.binary_cross_entropy_with_logits(adv_fake, torch.zeros_like(adv_fake))
-                        + F.cross_entropy(cls_real, labels)
-                        + F.cross_entropy(cls_fake, fake_labels)
-                    )
+                    z = torch.randn(len(idx), cfg.z_dim, generator=data_rng).to(device)
+                    fake_labels = torch.randint(num_classes, (len(idx),), generator=data_rng).to(device)
+                    with autocast(device, amp):
+                        fake = gen(z, fake_labels)
+                        adv_real, cls_real = disc(real)
+                        adv_fake, cls_fake = disc(fake.detach())
+                        loss_d = (
+                            F.binary_cross_entropy_with_logits(adv_real, torch.full_like(adv_real, REAL_LABEL))
+                            + F.binary_cross_entropy_with_logits(adv_fake, torch.zeros_like(adv_fake))
+                            + F.cross_entropy(cls_real, labels)
+                            + F.cross_entropy(cls_fake, fake_labels)
+                        )
                     opt_d.zero_grad(set_to_none=True)
-                    loss_d.backward()
-                    opt_d.step()
+                    scaler_d.scale(loss_d).backward()
+                    scaler_d.step(opt_d)
+                    scaler_d.update()
 
-                    adv_gen, cls_gen = disc(fake)
-                    loss_g = F.binary_cross_entropy_with_logits(adv_gen, torch.ones_like(adv_gen)) + F.cross_entropy(cls_gen, fake_labels)
+                    with autocast(device, amp):
+                        adv_gen, cls_gen = disc(fake)
+                        loss_g = (F.binary_cross_entropy_with_logits(adv_gen, torch.ones_like(adv_gen))
+                                  + F.cross_entropy(cls_gen, fake_labels))
                     opt_g.zero_grad(set_to_none=True)
-                    loss_g.backward()
-                    opt_g.step()
+                    scaler_g.scale(loss_g).backward()
+                    scaler_g.step(opt_g)
+                    scaler_g.update()
 
                     with torch.no_grad():
                         sums["loss_d"] += loss_d.item()
@@ -199,7 +217,8 @@ def train_gan(
                 state["history"].append(record)
                 state["epoch"] = epoch
                 state["train_time_s"] += epoch_s
-                _save_epoch(run, cfg, spec, gen, disc, opt_g, opt_d, data_rng, state, grid_z, grid_labels, data.class_names)
+                _save_epoch(run, cfg, spec, gen, disc, opt_g, opt_d, data_rng, state, grid_z, grid_labels, data.class_names,
+                            scalers={"scaler_g": scaler_g, "scaler_d": scaler_d})
                 log(
                     f"GAN epoch {epoch:>3}/{cfg.epochs}  D {record['loss_d']:.3f}  G {record['loss_g']:.3f}"
                     f"  D(real) {record['d_real']:.2f}  D(fake) {record['d_fake']:.2f}"
@@ -227,10 +246,12 @@ def _load_resume(run: Run) -> dict:
     return load_state_file(run.path / RESUME_FILE, RESUME_FORMAT, "fercomp GAN resume checkpoint")
 
 
-def _save_epoch(run, cfg, spec, gen, disc, opt_g, opt_d, data_rng, state, grid_z, grid_labels, class_names) -> None:
+def _save_epoch(run, cfg, spec, gen, disc, opt_g, opt_d, data_rng, state, grid_z, grid_labels, class_names,
+                scalers=None) -> None:
     gen.eval()
+    device = next(gen.parameters()).device
     with torch.no_grad():
-        grid = to_uint8(gen(grid_z, grid_labels)).reshape(len(class_names), cfg.grid_columns, 48, 48)
+        grid = to_uint8(gen(grid_z.to(device), grid_labels.to(device)).float().cpu()).reshape(len(class_names), cfg.grid_columns, 48, 48)
     save_image_grid(grid, run.path / "samples" / f"epoch_{state['epoch']:03d}.png", row_labels=class_names,
                     suptitle=f"{run.name}: epoch {state['epoch']} (fixed noise per column)", cell_inches=0.8)
     save_torch(run.path / GENERATOR_FILE, {"format": GENERATOR_FORMAT, "spec": spec, "state_dict": gen.state_dict()})
@@ -238,6 +259,7 @@ def _save_epoch(run, cfg, spec, gen, disc, opt_g, opt_d, data_rng, state, grid_z
         "format": RESUME_FORMAT, "generator": gen.state_dict(), "discriminator": disc.state_dict(),
         "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
         "torch_rng": torch.get_rng_state(), "data_rng": data_rng.get_state(), "state": state,
+        **{name: s.state_dict() for name, s in (scalers or {}).items() if s.is_enabled()},
     })
     write_text(run.path / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in state["history"]))
     _plot_history(state["history"], run.path / "curves.png", run.name)

@@ -15,60 +15,9 @@ from dataclasses import dataclass
 
 import torch
 
+# Device and precision resolution is shared by every stage (fercomp/device.py); re-exported for fit.
+from ..device import AMP_MODES, DEVICES, resolve_amp, resolve_device, resolve_placement  # noqa: F401
 from ..errors import ConfigError
-
-DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
-AMP_MODES = ("auto", "bf16", "fp16", "off")
-
-
-def resolve_device(name: str | None) -> torch.device:
-    """auto = CUDA if available, then Apple MPS, else CPU; an unavailable device is a ConfigError."""
-    name = (name or "auto").strip().lower()
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", _local_rank() % torch.cuda.device_count())
-        return torch.device("mps") if _mps_available() else torch.device("cpu")
-    if name == "cpu":
-        return torch.device("cpu")
-    if name == "mps":
-        if not _mps_available():
-            raise ConfigError("--device mps: Apple's Metal (MPS) backend is not available on this host; "
-                              "use --device cpu or auto")
-        return torch.device("mps")
-    if name == "cuda" or name.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"--device {name}: this host has no CUDA GPU (or torch was built without CUDA); "
-                              "use --device cpu or auto")
-        index = _local_rank() if name == "cuda" else _cuda_index(name)
-        if index >= torch.cuda.device_count():
-            raise ConfigError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
-        return torch.device("cuda", index)
-    raise ConfigError(f"--device must be one of {', '.join(DEVICES)} (got {name!r})")
-
-
-def _cuda_index(name: str) -> int:
-    try:
-        return int(name.split(":", 1)[1])
-    except ValueError:
-        raise ConfigError(f"--device {name}: expected cuda:N with N a GPU index") from None
-
-
-def _mps_available() -> bool:
-    return bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
-
-
-def resolve_amp(mode: str | None, device: torch.device) -> str:
-    """The mixed precision actually used: auto = bf16 on a GPU that supports it, else off (CPU, MPS)."""
-    mode = (mode or "auto").strip().lower()
-    if mode not in AMP_MODES:
-        raise ConfigError(f"--amp must be one of {', '.join(AMP_MODES)} (got {mode!r})")
-    if mode == "auto":
-        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "off"
-    if mode == "fp16" and device.type == "cpu":
-        raise ConfigError("--amp fp16 needs a GPU; on the CPU use --amp bf16 or off")
-    if mode == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ConfigError(f"--amp bf16: {torch.cuda.get_device_name(device)} has no bf16; use --amp fp16")
-    return mode
 
 
 def autocast(device: torch.device, amp: str):
@@ -85,10 +34,6 @@ def grad_scaler(device: torch.device, amp: str) -> torch.amp.GradScaler:
 
 
 # -- several processes (torchrun) ---------------------------------------------------------------
-
-
-def _local_rank() -> int:
-    return int(os.environ.get("LOCAL_RANK", "0"))
 
 
 @dataclass(frozen=True)
@@ -185,14 +130,15 @@ def barrier(group: Group) -> None:
 
 
 class FollowerRun:
-    """What every rank but 0 holds instead of the run folder: its path, and writes that do nothing
-    (rank 0 alone writes the manifest, checkpoints, plots and logs)."""
+    """What every rank but 0 holds instead of the run folder: its path, the manifest as read (a
+    resume needs its recorded settings on every rank), and writes that do nothing (rank 0 alone
+    writes the manifest, checkpoints, plots and logs)."""
 
-    def __init__(self, path) -> None:
+    def __init__(self, path, manifest: dict | None = None) -> None:
         from pathlib import Path
 
         self.path = Path(path)
-        self.manifest: dict = {}
+        self.manifest: dict = dict(manifest or {})
 
     def lock(self) -> "FollowerRun":
         return self

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..device import resolve_device
 from ..errors import ConfigError, RunError
 from ..models import count_macs, count_params
 from ..models.ensemble import ENSEMBLE, SoftVotingEnsemble
@@ -22,8 +23,10 @@ class EnsembleConfig:
     runs: list[str]
     out: str
     weights: list[float] | None = None
+    device: str | None = None  # where the members are evaluated (--device); the saved model is device-free
 
     def validate(self) -> None:
+        resolve_device(self.device)
         if len(self.runs) < 2:
             raise ConfigError("an ensemble needs at least two runs")
         if self.weights is not None and len(self.weights) != len(self.runs):
@@ -60,10 +63,11 @@ def ensemble_runs(cfg: EnsembleConfig, progress: bool = True) -> Run:
     run = Run.create(Path(cfg.out), stage="ensemble", parent=None,
                      members=[str(r.path.resolve()) for r in runs], weights=weights,
                      config=training_config(runs[0]),  # the data it is evaluated on: the first member's
-                     params=count_params(model), macs=count_macs(model))
+                     params=count_params(model), macs=count_macs(model),
+                     placement={"device": str(resolve_device(cfg.device))})
     with removed_on_failure(run):
         run.save_model(model, spec)
-        reports = reports_by_split(TorchPredictor(model, spec), data)
+        reports = reports_by_split(TorchPredictor(model, spec, device=resolve_device(cfg.device)), data)
         if "test" in reports:
             write_evaluation(run.path, "test", reports["test"], source=data.source)
         run.update(status="complete", metrics={

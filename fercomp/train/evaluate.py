@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from .. import zoo
-from ..data import FerData, Split, load_data
+from ..data import Split
+from ..data.run_data import data_for_run, training_config  # noqa: F401  (re-exported: stages import them here)
 from ..errors import ConfigError
 from ..io import write_json
 from .metrics import evaluate_probabilities
@@ -51,38 +51,6 @@ def write_evaluation(folder: str | Path, split_name: str, report: dict, source: 
     )
 
 
-def training_config(run) -> dict[str, Any]:
-    """The data settings of a run: its own training config, or the nearest ancestor's."""
-    for ancestor in reversed(run.lineage()):
-        if "config" in ancestor.manifest:
-            return ancestor.manifest["config"]
-    return {}
-
-
-def data_for_run(run, source: str | None) -> FerData:
-    """The run's own data source (same labels, class map and seed), or another one the user names.
-
-    Stages that did not train (PTQ, pruning without fine-tuning) use their nearest ancestor's
-    data; a model with no known data needs `--data`, never a silent fallback to synthetic faces.
-    """
-    cfg = training_config(run) if run is not None else {}
-    if source is None and not cfg:
-        raise ConfigError("this model does not record its training data; pass --data SOURCE")
-    recorded = cfg.get("data")
-    if source is None and recorded and recorded != "synthetic" and not Path(recorded).exists():
-        # e.g. a zoo model, whose manifest names its data file without this machine's folders
-        raise ConfigError(f"{run.ref}: its data {recorded} is not on this machine; pass --data PATH/TO/{Path(recorded).name}")
-    return load_data(
-        source if source is not None else cfg.get("data"),
-        labels=cfg.get("labels", "fer2013"),
-        class_map=cfg.get("class_map"),
-        val_fraction=cfg.get("val_fraction", 0.1),
-        seed=cfg.get("seed", 0),
-        ferplus_csv=cfg.get("ferplus_csv"),
-        synthetic_per_class=cfg.get("synthetic_per_class", 300),
-    )
-
-
 def evaluate_run(
     path: str | Path,
     *,
@@ -92,6 +60,7 @@ def evaluate_run(
     backend: str | None = None,
     tta: str | None = None,
     write: bool = True,
+    device: str | None = None,
 ) -> dict:
     """Evaluate a run folder (or model file) on a split; write eval_<split>.json and confusion_<split>.png.
 
@@ -101,7 +70,7 @@ def evaluate_run(
     from .tta import TTAPredictor
 
     path = zoo.resolve(path)
-    predictor = load(path, threads=threads, backend=backend)
+    predictor = load(path, threads=threads, backend=backend, device=device)
     if tta:
         predictor = TTAPredictor(predictor, tta)
     dataset = data_for_run(Run.load(path) if path.is_dir() else None, data)
@@ -112,7 +81,8 @@ def evaluate_run(
     part = dataset.split(split)
     probs = predictor.predict_proba(part.x)
     report, loss = report_with_loss(probs, part, dataset.class_names)
-    report.update(loss=loss, split=split, source=dataset.source, backend=predictor.backend)
+    report.update(loss=loss, split=split, source=dataset.source, backend=predictor.backend,
+                  device=str(getattr(predictor, "device", "cpu")))
     if write and path.is_dir() and not zoo.is_zoo_folder(path):  # a zoo model is read-only
         # Another data source gets its own file name: the run's own evaluation is never overwritten.
         name = (split if data is None else f"{split}_{Path(str(data)).stem}") + (f"_tta-{tta}" if tta else "")

@@ -84,6 +84,12 @@ def learning_rate(cfg: TrainConfig, step: int, total_steps: int, steps_per_epoch
 
     Two-phase training runs the schedule twice: over the head phase with `lr` (and warm-up),
     then over the fine-tuning phase from `finetune_lr`, without warm-up.
+
+    A closed form of the step, not torch.optim.lr_scheduler, on purpose: LinearLR + CosineAnnealingLR
+    reproduce warm-up + cosine only to ~1e-13 (the scheduler's cosine is recursive, each lr
+    derived from the previous one), cannot follow a length changed by `--resume --epochs N`
+    without replaying every step on the old curve, and ReduceLROnPlateau rewrites the same lr
+    the warm-up sets. This function is stateless: a resumed run computes the lr it would have.
     """
     if cfg.head_epochs:
         head_steps = cfg.head_epochs * steps_per_epoch
@@ -167,7 +173,7 @@ def fit(
     progress = progress and group.is_main  # one progress bar and log, from rank 0
     if resume is not None:
         run = Run.load(resume)
-        run = run.lock() if group.is_main else FollowerRun(run.path)  # one writer: a second resume stops here
+        run = run.lock() if group.is_main else FollowerRun(run.path, run.manifest)  # one writer: a second resume stops here
         given = cfg  # where it runs may change on resume (threads, device, precision); what it learns may not
         cfg = resumed_config(run, extend_to)
         cfg = replace(cfg, threads=given.threads or cfg.threads, device=given.device or cfg.device,

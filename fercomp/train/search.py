@@ -5,10 +5,15 @@ over the same values) and the median pruner; fercomp supplies the objective, whi
 run and returns its best PublicTest (val) accuracy. PrivateTest accuracy is reported, never
 used to select.
 
-A search folder holds `search.json` (what was asked), `study.db` (Optuna's SQLite storage),
-one run folder per parameter combination (named after the values), and the results table
-(`results.md`, `results.json`, `results.png`). Interrupt it and run `--resume OUT`: finished
-trials are not trained again, an interrupted trial's run continues from its last epoch.
+A search folder holds `search.json` (what was asked), `study.db` (Optuna's SQLite storage,
+unless --storage names a shared one), one run folder per parameter combination (named after the
+values), and the results table (`results.md`, `results.json`, `results.png`). Interrupt it and
+run `--resume OUT`: finished trials are not trained again, an interrupted trial's run continues
+from its last epoch.
+
+Several workers: a grid search queues its combinations in the study once and workers claim them
+(see search_queue.py), so `--workers N` processes here, and `--resume OUT` on other machines that
+see OUT and the storage, share one study without training a combination twice.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
+import random
 import re
 import shutil
 from dataclasses import asdict, dataclass, fields
@@ -28,10 +35,13 @@ from ..runs import MANIFEST, RESUME_FILE, Run
 from ..ui import console
 from .config import TrainConfig
 from .fit import fit
+from .search_queue import STUDY_NAME, default_storage_url, drain, enqueue_once, fail_dead_local_claims, open_storage
 
 SAMPLERS = ("grid", "tpe")
 PRUNERS = ("none", "median")
 SEARCH_FILE = "search.json"
+SETUP_LOCK = ".search-setup.lock"
+OUT_ATTR = "fercomp_out"  # study user attr: the search folder a shared study belongs to
 MODEL_ARG_PREFIX = "model."
 # Fields a search may vary; model kwargs go as model.<name>.
 TUNABLE = {f.name for f in fields(TrainConfig)} - {
@@ -79,6 +89,8 @@ class SearchConfig:
     trials: int | None = None  # grid: default every combination; tpe: required
     pruner: str = "none"
     seed: int = 0
+    storage: str | None = None  # an Optuna storage URL several workers share; None = sqlite in `out`
+
     @property
     def combinations(self) -> int:
         return math.prod(len(values) for values in self.grid.values())
@@ -94,6 +106,9 @@ class SearchConfig:
             raise ConfigError("--sampler tpe needs --trials N")
         if self.sampler == "grid" and self.trials is not None and self.trials > self.combinations:
             raise ConfigError(f"--trials {self.trials} exceeds the grid's {self.combinations} combinations")
+        from ..device import resolve_placement
+
+        resolve_placement(self.base.device, self.base.amp)  # every trial trains there: check it once, up front
         for combo in itertools.product(*self.grid.values()):  # every trial's settings are valid up front
             trial_config(self.base, dict(zip(self.grid, combo))).validate()
 
@@ -103,12 +118,20 @@ class SearchConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {"base": self.base.to_dict(), "grid": self.grid, "out": self.out, "sampler": self.sampler,
-                "trials": self.trials, "pruner": self.pruner, "seed": self.seed}
+                "trials": self.trials, "pruner": self.pruner, "seed": self.seed, "storage": self.storage}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "SearchConfig":
         return cls(base=TrainConfig.from_dict(values["base"]), grid=values["grid"], out=values["out"],
-                   sampler=values["sampler"], trials=values["trials"], pruner=values["pruner"], seed=values["seed"])
+                   sampler=values["sampler"], trials=values["trials"], pruner=values["pruner"], seed=values["seed"],
+                   storage=values.get("storage"))
+
+    def grid_trials(self) -> list[dict[str, Any]]:
+        """The combinations a grid search trains: all of them, or --trials of them drawn with the seed."""
+        combos = [dict(zip(self.grid, combo)) for combo in itertools.product(*self.grid.values())]
+        if self.trials is not None and self.trials < len(combos):
+            combos = random.Random(self.seed).sample(combos, self.trials)
+        return combos
 
 
 def trial_config(base: TrainConfig, params: dict[str, Any]) -> TrainConfig:
@@ -128,40 +151,143 @@ def trial_folder_name(params: dict[str, Any]) -> str:
     return re.sub(r"[^A-Za-z0-9=._-]+", "-", text)
 
 
-def run_search(cfg: SearchConfig | None = None, *, resume: str | Path | None = None, progress: bool = True) -> dict:
-    import optuna
-
+def run_search(cfg: SearchConfig | None = None, *, resume: str | Path | None = None, progress: bool = True,
+               workers: int = 1) -> dict:
+    """Run (or continue, or join) a search; `workers` processes on this machine train its trials."""
+    if workers < 1:
+        raise ConfigError(f"--workers must be >= 1 (got {workers})")
     if resume is not None:
         cfg = _load_search(Path(resume))
     cfg.validate()
+    if workers > 1 and cfg.sampler != "grid":
+        raise ConfigError("--workers: TPE learns from finished trials one after another and could hand two "
+                          "workers the same combination; use --sampler grid with several workers")
+    storage = open_storage(cfg.storage) if cfg.storage else None  # a bad URL fails before anything is written
     out = Path(cfg.out)
     if resume is None:
         if (out / SEARCH_FILE).exists():
             raise RunError(f"{out}: a search already exists here; pass --resume {out} or choose another --out")
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / SEARCH_FILE, cfg.to_dict())
+    storage = storage or open_storage(default_storage_url(out))
+    study = _prepare_study(cfg, storage)
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = (optuna.samplers.GridSampler(cfg.grid, seed=cfg.seed) if cfg.sampler == "grid"
-               else optuna.samplers.TPESampler(seed=cfg.seed))
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1) if cfg.pruner == "median" else optuna.pruners.NopPruner()
-    study = optuna.create_study(
-        study_name="fercomp-search", storage=f"sqlite:///{(out / 'study.db').resolve()}",
-        direction="maximize", sampler=sampler, pruner=pruner, load_if_exists=True,
-    )
-
-    def objective(trial: "optuna.Trial") -> float:
-        params = {key: trial.suggest_categorical(key, values) for key, values in cfg.grid.items()}
-        return _train_trial(cfg, params, trial, progress)
-
-    done = _requeue_interrupted(study, cfg)
-    if cfg.n_trials - done > 0:
-        study.optimize(objective, n_trials=cfg.n_trials - done, catch=())
+    if cfg.sampler == "tpe":
+        done = _settled(study)
+        if cfg.n_trials - done > 0:
+            study.optimize(_objective(cfg, progress), n_trials=cfg.n_trials - done, catch=())
+    elif workers == 1:
+        drain(study, _objective(cfg, progress))
+    else:
+        _run_workers(cfg, workers, progress)
     return write_results(cfg, study)
 
 
-def _requeue_interrupted(study, cfg: SearchConfig) -> int:
-    """Queue again every combination whose trial an interruption failed; -> trials already done.
+def _prepare_study(cfg: SearchConfig, storage):
+    """Create or load the study, queue the grid once and re-queue interrupted trials, under a lock in
+    the search folder so two workers starting together do not both do it."""
+    import filelock
+
+    out = str(Path(cfg.out).resolve())
+    with filelock.FileLock(Path(cfg.out) / SETUP_LOCK, timeout=300):
+        study = _open_study(cfg, storage)
+        owner = study.user_attrs.get(OUT_ATTR)
+        if owner is None:
+            study.set_user_attr(OUT_ATTR, out)
+        elif owner != out and cfg.storage is not None:
+            raise ConfigError(f"--storage {cfg.storage}: its study {study.study_name} belongs to the search in {owner}; "
+                              "use another --out name or another storage")
+        if cfg.sampler == "grid":
+            enqueue_once(study, cfg.grid_trials())
+        fail_dead_local_claims(study)  # a worker killed outright left its trial RUNNING
+        _requeue_interrupted(study, cfg)
+    return study
+
+
+def _open_study(cfg: SearchConfig, storage):
+    """The search's study (created on first use). Trials of a grid search come from its queue, so
+    the sampler is never asked for a grid point; TPE samples the grid's values."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = optuna.samplers.TPESampler(seed=cfg.seed) if cfg.sampler == "tpe" else optuna.samplers.RandomSampler(cfg.seed)
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1) if cfg.pruner == "median" else optuna.pruners.NopPruner()
+    # One study per search folder: a shared storage may hold several searches.
+    name = STUDY_NAME if cfg.storage is None else f"{STUDY_NAME}-{Path(cfg.out).resolve().name}"
+    return optuna.create_study(study_name=name, storage=storage, direction="maximize", sampler=sampler,
+                               pruner=pruner, load_if_exists=True)
+
+
+def _objective(cfg: SearchConfig, progress: bool, bars: bool = True):
+    def objective(trial) -> float:
+        # A queued trial's values are fixed: suggest returns them (and records them as its params).
+        params = {key: trial.suggest_categorical(key, values) for key, values in cfg.grid.items()}
+        return _train_trial(cfg, params, trial, progress, bars)
+
+    return objective
+
+
+def _settled(study) -> int:
+    from optuna.trial import TrialState
+
+    return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
+
+
+def _run_workers(cfg: SearchConfig, workers: int, progress: bool) -> None:
+    """N worker processes on this machine, each draining the study's queue; their threads share the CPUs."""
+    import multiprocessing
+
+    threads = cfg.base.threads or max(1, (os.cpu_count() or 1) // workers)
+    if progress:
+        console.print(f"{workers} workers x {threads} thread(s) on {cfg.storage or default_storage_url(cfg.out)}",
+                      highlight=False)
+    context = multiprocessing.get_context("spawn")  # a clean interpreter each: no forked torch thread pools
+    procs = [context.Process(target=_worker_main, args=(cfg.out, threads, progress), daemon=False)
+             for _ in range(workers)]
+    for proc in procs:
+        proc.start()
+    try:
+        for proc in procs:
+            proc.join()
+    except KeyboardInterrupt:
+        for proc in procs:  # SIGTERM: each worker marks its trial failed (re-queued on resume) and exits
+            if proc.is_alive():
+                proc.terminate()
+        for proc in procs:
+            proc.join()
+        raise
+    failed = [proc.exitcode for proc in procs if proc.exitcode]
+    if failed:
+        if all(code in (130, 143, -2, -15) for code in failed):
+            raise KeyboardInterrupt
+        raise RunError(f"{len(failed)} of {workers} search workers failed (exit codes {failed}); "
+                       f"see their messages above, then fercomp search --resume {cfg.out}")
+
+
+def _worker_main(out: str, threads: int, progress: bool) -> None:
+    """One worker process: open the study and train queued trials until none is left."""
+    import sys
+
+    import torch
+
+    from ..errors import FercompError, interrupted_exit_code, terminate_as_interrupt
+
+    terminate_as_interrupt()
+    torch.set_num_threads(threads)
+    try:
+        cfg = _load_search(Path(out))
+        storage = open_storage(cfg.storage or default_storage_url(out))
+        study = _open_study(cfg, storage)
+        drain(study, _objective(cfg, progress, bars=False))
+    except KeyboardInterrupt as exc:
+        sys.exit(interrupted_exit_code(exc))
+    except FercompError as exc:
+        console.print(f"error: {exc}", style="red", highlight=False, markup=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+
+
+def _requeue_interrupted(study, cfg: SearchConfig) -> None:
+    """Queue again every combination whose trial an interruption failed.
 
     Optuna marks a trial that a Ctrl-C stopped as FAIL, and its grid sampler then counts that
     combination as visited. Optuna's RetryHeartbeatStaleTrialCallback (meant for crashed
@@ -176,6 +302,8 @@ def _requeue_interrupted(study, cfg: SearchConfig) -> int:
     key = lambda params: json.dumps(params, sort_keys=True)  # noqa: E731
     settled = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     covered = {key(t.params) for t in settled}
+    covered |= {key(t.params or t.system_attrs.get("fixed_params", {}))
+                for t in study.trials if t.state in (TrialState.WAITING, TrialState.RUNNING)}
     retried = {n for t in study.trials for n in t.system_attrs.get("retry_history", [])}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -184,7 +312,6 @@ def _requeue_interrupted(study, cfg: SearchConfig) -> int:
             if trial.state == TrialState.FAIL and trial.number not in retried and key(trial.params) not in covered:
                 retry(study, trial)
                 covered.add(key(trial.params))
-    return len(settled)
 
 
 def _load_search(path: Path) -> SearchConfig:
@@ -194,7 +321,7 @@ def _load_search(path: Path) -> SearchConfig:
     return SearchConfig.from_dict(json.loads(file.read_text()))
 
 
-def _train_trial(cfg: SearchConfig, params: dict[str, Any], trial, progress: bool) -> float:
+def _train_trial(cfg: SearchConfig, params: dict[str, Any], trial, progress: bool, bars: bool = True) -> float:
     """Train (or finish, or reuse) the run of one combination; its best val accuracy is the objective."""
     import optuna
 
@@ -219,7 +346,7 @@ def _train_trial(cfg: SearchConfig, params: dict[str, Any], trial, progress: boo
     train_cfg = trial_config(cfg.base, params)
     train_cfg.out = str(path)
     try:
-        run = fit(train_cfg, resume=resume, progress=progress, on_epoch_end=report)
+        run = fit(train_cfg, resume=resume, progress=progress and bars, on_epoch_end=report)
     except optuna.TrialPruned:
         Run.load(path).update(status="pruned")
         raise

@@ -1,0 +1,46 @@
+"""The data a run was trained on: its recorded source, labels, class map and seed (or its ancestor's).
+
+Every stage that measures a run (evaluate, prune, quantize, export's parity, bench, deploy) loads
+its data through here. It reads the manifests it is handed and imports no stage.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from .dataset import FerData
+from .sources import load_data
+
+
+def training_config(run) -> dict[str, Any]:
+    """The data settings of a run: its own training config, or the nearest ancestor's."""
+    for ancestor in reversed(run.lineage()):
+        if "config" in ancestor.manifest:
+            return ancestor.manifest["config"]
+    return {}
+
+
+def data_for_run(run, source: str | None) -> FerData:
+    """The run's own data source (same labels, class map and seed), or another one the user names.
+
+    Stages that did not train (PTQ, pruning without fine-tuning) use their nearest ancestor's
+    data; a model with no known data needs `--data`, never a silent fallback to synthetic faces.
+    """
+    cfg = training_config(run) if run is not None else {}
+    if source is None and not cfg:
+        raise ConfigError("this model does not record its training data; pass --data SOURCE")
+    recorded = cfg.get("data")
+    if source is None and recorded and recorded != "synthetic" and not Path(recorded).exists():
+        # e.g. a zoo model, whose manifest names its data file without this machine's folders
+        raise ConfigError(f"{run.ref}: its data {recorded} is not on this machine; pass --data PATH/TO/{Path(recorded).name}")
+    return load_data(
+        source if source is not None else cfg.get("data"),
+        labels=cfg.get("labels", "fer2013"),
+        class_map=cfg.get("class_map"),
+        val_fraction=cfg.get("val_fraction", 0.1),
+        seed=cfg.get("seed", 0),
+        ferplus_csv=cfg.get("ferplus_csv"),
+        synthetic_per_class=cfg.get("synthetic_per_class", 300),
+    )
