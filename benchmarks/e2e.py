@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shlex
 import sys
 from pathlib import Path
 
@@ -29,6 +30,21 @@ from fercomp.deploy.faces import Box  # noqa: E402
 from fercomp.hostinfo import host_info  # noqa: E402
 
 DETECTORS = ["blazeface", "blazeface-full", "haar"]
+NOTES = """## Notes
+
+- Why ONNX Runtime runs BlazeFace rather than LiteRT: the tflite (ai-edge-litert 2.3.0, XNNPACK)
+  and its ONNX conversion (ONNX Runtime 1.32) were timed on one 128x128 input in a scratch script
+  on this machine with the training paused: short range 1.06 ms (LiteRT) vs 1.18 ms (ONNX Runtime)
+  at 1 thread, 1.29 vs 1.30 ms at 2 threads; full range 3.43 vs 3.43 ms at 1 thread. Equal to
+  within noise, so the runtime fercomp already depends on wins, and its ONNX is what TensorRT
+  builds on the board.
+- The detector runs at one thread (`detectors.py`): 2 threads were slower for both runtimes.
+- The torch backend's classify stage (10 to 22 ms for one or two 48x48 crops, against 0.23 ms for
+  ONNX Runtime) is much slower than `fercomp bench` measures for the same model alone; it looks
+  like contention between torch's thread pool and ONNX Runtime's detector thread, and was not
+  investigated further: use the ONNX model for video.
+- "detect ms" in the detector table is a mean over the labelled set (any pause counts), the
+  stage table's a median over the video's frames."""
 CLASSIFIERS = [("zoo:tiny", "onnxruntime"), ("zoo:compact-int8", "onnxruntime"), ("zoo:tiny", "torch")]
 
 
@@ -126,7 +142,7 @@ def markdown(report: dict) -> str:
         for name, row in quality["detectors"].items():
             lines.append(f"| {name} | {row['precision']:.3f} | {row['recall']:.3f} | {row['false_positives']} | "
                          f"{row['end_to_end_accuracy']:.2%} | {row['detect_ms_per_image']:.2f} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + ["", NOTES]) + "\n"
 
 
 def main() -> int:
@@ -180,7 +196,7 @@ def main() -> int:
     else:
         print(f"{data}: not here, so no detection-quality rows")
 
-    report = {"command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+    report = {"command": "python " + shlex.join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
               "host": host_info(), "threads": args.threads, "frames": args.frames,
               "note": args.note or "quiet machine",
               "videos": {k: str(v) for k, v in videos.items()}, "stages": stages, "predict": predict_rows,
