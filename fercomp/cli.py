@@ -49,7 +49,7 @@ def _pct(x: Optional[float]) -> str:
 
 
 # Flags that may differ when resuming: they change where and how visibly a run trains, not what it learns.
-RESUME_MAY_CHANGE = {"resume", "epochs", "threads", "progress", "device", "amp", "nproc"}
+RESUME_MAY_CHANGE = {"resume", "epochs", "threads", "progress", "device", "amp", "nproc", "compile"}
 
 
 def _changed_on_resume(ctx: typer.Context) -> list[str]:
@@ -105,6 +105,8 @@ def train(
     temperature: float = typer.Option(4.0, help="with --teacher: distillation temperature"),
     distill_alpha: float = typer.Option(0.7, help="with --teacher: weight of the teacher's soft targets"),
     sync_bn: bool = typer.Option(False, "--sync-bn", help="several GPUs: BatchNorm statistics over the global batch"),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the training step (falls back to eager "
+                                                          "with a warning where it fails)"),
     nproc: int = typer.Option(1, help="train in N processes on this machine (torchrun's launcher; "
                                       "--batch-size is the global batch)"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
@@ -131,7 +133,7 @@ def train(
         early_stop=early_stop, seed=seed, threads=threads, out=out, channels_last=channels_last,
         extra_data=extra_data, head_epochs=head_epochs, unfreeze=unfreeze, finetune_lr=finetune_lr,
         distill_from=teacher, distill_temperature=temperature, distill_alpha=distill_alpha, ema=ema,
-        device=device, amp=amp, sync_bn=sync_bn,
+        device=device, amp=amp, sync_bn=sync_bn, compile=compile,
     )
     if resume:
         changed = _changed_on_resume(ctx)

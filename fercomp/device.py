@@ -76,3 +76,24 @@ def resolve_placement(device: str | None, amp: str | None = None) -> tuple[torch
 def local_rank() -> int:
     """This process's GPU slot under torchrun (0 otherwise)."""
     return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+class CompiledOrEager:
+    """`torch.compile(module)` called like the module, falling back to the eager module (with one
+    warning through `warn`) when compilation fails: inductor needs a C++ compiler and supports
+    fewer operators on some devices, and a failure should cost speed, not the run."""
+
+    def __init__(self, module: torch.nn.Module, warn):
+        self.eager = module
+        self.compiled = torch.compile(module)
+        self.warn = warn
+        self.failed: str | None = None
+
+    def __call__(self, *args, **kwargs):
+        if self.failed is None:
+            try:
+                return self.compiled(*args, **kwargs)
+            except Exception as err:  # torch._dynamo/inductor raise many types; all mean "run eager"
+                self.failed = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+                self.warn(f"--compile: torch.compile failed ({self.failed}); training continues without it")
+        return self.eager(*args, **kwargs)

@@ -156,3 +156,35 @@ def test_cuda_event_timing_summarises_event_pairs(monkeypatch):
     assert len(calls) == 13 and stats["iters"] == 10 and clock["syncs"] == 2
     assert stats["p50_ms"] == pytest.approx(2.5) and stats["mean_ms"] == pytest.approx(2.5)
     assert stats["images_per_s"] == pytest.approx(4 * 1000 / 2.5)
+
+
+def test_compile_falls_back_to_eager_with_one_warning(monkeypatch):
+    from fercomp.device import CompiledOrEager
+
+    def broken_compile(module):
+        def fail(*args, **kwargs):
+            raise RuntimeError("inductor: no C++ compiler found\nlong trace")
+        return fail
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    warnings = []
+    model = torch.nn.Linear(3, 2)
+    step = CompiledOrEager(model, warnings.append)
+    x = torch.randn(4, 3)
+    torch.testing.assert_close(step(x), model(x))
+    torch.testing.assert_close(step(x), model(x))
+    assert len(warnings) == 1 and "no C++ compiler found" in warnings[0] and "long trace" not in warnings[0]
+
+
+@pytest.mark.slow  # inductor compiles C++ for a minute on this CPU
+def test_compiled_training_matches_eager(tmp_path):
+    """--compile changes how the step runs, not what it computes: same losses as eager, to float tolerance."""
+    import json
+
+    common = dict(model="separable_cnn", synthetic_per_class=10, epochs=1, batch_size=16, threads=1, evaluate_test=False)
+    eager = fit(TrainConfig(**common, out=str(tmp_path / "eager")), progress=False)
+    compiled = fit(TrainConfig(**common, compile=True, out=str(tmp_path / "compiled")), progress=False)
+    loss = [json.loads(line)["train_loss"] for run in (eager, compiled)
+            for line in (run.path / "metrics.jsonl").read_text().splitlines()]
+    assert loss[0] == pytest.approx(loss[1], rel=1e-3)
+    assert compiled.manifest["config"]["compile"] is True

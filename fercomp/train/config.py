@@ -77,6 +77,7 @@ class TrainConfig:
     device: str | None = None
     amp: str | None = None
     sync_bn: bool = False  # under torchrun on GPUs: BatchNorm statistics over the global batch
+    compile: bool = False  # torch.compile the training forward (eager again, with a warning, if it fails)
 
     # NHWC activations: ~25% faster conv training on this CPU (oneDNN); off for models where it is not.
     channels_last: bool = True

@@ -26,6 +26,7 @@ from .. import zoo
 from ..data import Augmenter, FerData, balanced_sampler_indices, class_weights, load_data
 from ..data.extra import load_extra, with_extra
 from ..data.sources import require_val_split
+from ..device import CompiledOrEager
 from ..errors import ConfigError, RunError
 from ..io import save_torch, write_text
 from ..models import count_macs, count_params, create, fit_to_state_dict
@@ -177,7 +178,7 @@ def fit(
         given = cfg  # where it runs may change on resume (threads, device, precision); what it learns may not
         cfg = resumed_config(run, extend_to)
         cfg = replace(cfg, threads=given.threads or cfg.threads, device=given.device or cfg.device,
-                      amp=given.amp or cfg.amp)
+                      amp=given.amp or cfg.amp, compile=given.compile)
     cfg.validate()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -230,6 +231,8 @@ def fit(
     scaler = grad_scaler(device, amp)
     ema = make_ema(model, cfg.ema) if cfg.ema else None
     trained = wrap(model, device, group, cfg.sync_bn)  # DDP under torchrun: gradients averaged over ranks
+    if cfg.compile:
+        trained = CompiledOrEager(trained, lambda text: console.print(f"[yellow]{text}[/]"))
 
     fields = dict(
         config=cfg.to_dict(),
