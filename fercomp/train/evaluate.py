@@ -92,6 +92,7 @@ def evaluate_run(
     backend: str | None = None,
     tta: str | None = None,
     write: bool = True,
+    ov_precision: str = "auto",
 ) -> dict:
     """Evaluate a run folder (or model file) on a split; write eval_<split>.json and confusion_<split>.png.
 
@@ -101,7 +102,7 @@ def evaluate_run(
     from .tta import TTAPredictor
 
     path = zoo.resolve(path)
-    predictor = load(path, threads=threads, backend=backend)
+    predictor = load(path, threads=threads, backend=backend, ov_precision=ov_precision)
     if tta:
         predictor = TTAPredictor(predictor, tta)
     dataset = data_for_run(Run.load(path) if path.is_dir() else None, data)
