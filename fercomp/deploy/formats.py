@@ -19,10 +19,12 @@ FORMATS = ("onnx", "openvino", "litert", "ncnn", "tensorrt")
 # backend -> (module, entry file in a run folder, file suffix, predictor class, export function)
 EDGE = {
     "openvino": ("openvino_backend", "model.xml", ".xml", "OpenVINOPredictor", "export_openvino"),
+    "litert": ("litert_backend", "model.tflite", ".tflite", "LiteRTPredictor", "export_litert"),
 }
 # backend -> (the package its runtime imports, the file holding its weights, the converter's package)
 RUNTIME = {
     "openvino": ("openvino", "model.bin", "openvino"),
+    "litert": ("ai_edge_litert", "model.tflite", "litert_torch"),
 }
 
 
