@@ -328,14 +328,14 @@ def export_cmd(
     workspace: int = typer.Option(1024, help="TensorRT builder workspace, MiB"),
     threads: Optional[int] = typer.Option(None),
     data: Optional[str] = typer.Option(None, help="parity images from this source (default: the run's own test split)"),
-    formats: Optional[str] = typer.Option(None, "--format", help="onnx,openvino,litert,ncnn,tensorrt (several "
+    formats: Optional[str] = typer.Option(None, "--format", help="onnx,openvino,litert,tensorrt (several "
                                           "comma-separated; ONNX is always written, the others convert from it)"),
     ov_precision: str = typer.Option("auto", help="OpenVINO inference precision: auto (bf16 where the CPU has it) | f32"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
-    """ONNX (+ onnxsim, checker, metadata) verified against PyTorch; optionally TensorRT, OpenVINO, LiteRT, NCNN."""
+    """ONNX (+ onnxsim, checker, metadata) verified against PyTorch; optionally TensorRT, OpenVINO, LiteRT."""
     from .deploy.export import ExportConfig, export_run
-    from .deploy.formats import parse_formats
+    from .deploy.formats import EDGE, parse_formats
 
     chosen = parse_formats(formats)
     trt = trt or "tensorrt" in chosen
@@ -359,7 +359,7 @@ def export_cmd(
         t = trt_report["parity"]
         table.add_row("model.engine", f"{trt_report['engine_bytes'] / 1e6:.2f} MB", "", t["against"], str(t["images"]),
                       f"{t['top1_agreement']:.2%}", f"{t['max_abs_prob_diff']:.1e}")
-    for fmt in (f for f in chosen if isinstance(report.get(f), dict) and "parity" in report[f]):
+    for fmt in (f for f in chosen if f in EDGE and "parity" in (report.get(f) or {})):
         e = report[fmt]
         table.add_row(e["file"], f"{e['bytes'] / 1e6:.2f} MB", "", f"{e['parity']['against']}, acc "
                       f"{e['parity']['accuracy']:.2%}", str(e["parity"]["images"]), f"{e['parity']['top1_agreement']:.2%}",
@@ -407,7 +407,7 @@ def _int_list(text: str, flag: str) -> tuple[int, ...]:
 def bench(
     runs: Optional[list[str]] = typer.Argument(None, help="run folders (a family: baseline, pruned, INT8 ...)"),
     backends: str = typer.Option("torch,onnxruntime,tensorrt", help="comma-separated backends (also openvino, "
-                                 "litert, ncnn: run `fercomp export RUN --format ...` first)"),
+                                 "litert: run `fercomp export RUN --format ...` first)"),
     ov_precision: str = typer.Option("auto", help="OpenVINO inference precision: auto | f32"),
     batch_sizes: str = typer.Option("1,64", help="batch 1 gives latency, the larger ones throughput"),
     threads: int = typer.Option(2, help="threads for every backend, fixed and stated"),
@@ -475,7 +475,7 @@ def evaluate(
     run: str = typer.Argument(..., help="run folder or .pt checkpoint"),
     data: Optional[str] = typer.Option(None, help="another data source (default: the run's own)"),
     split: str = typer.Option("test", help="train | val | test | all"),
-    backend: Optional[str] = typer.Option(None, help="torch | onnxruntime | openvino | litert | ncnn "
+    backend: Optional[str] = typer.Option(None, help="torch | onnxruntime | openvino | litert "
                                           "(default: the run's deliverable)"),
     ov_precision: str = typer.Option("auto", help="OpenVINO inference precision: auto | f32"),
     threads: Optional[int] = typer.Option(None),
@@ -613,7 +613,7 @@ def predict(
     model: Optional[str] = typer.Option(None, help="zoo:NAME, run folder, .pt, .onnx or TensorRT .engine "
                                                    "(default: the default zoo model)"),
     out: Optional[str] = typer.Option(None, help="output folder (default artifacts/predict/<timestamp>)"),
-    backend: Optional[str] = typer.Option(None, help="torch | onnxruntime | tensorrt | openvino | litert | ncnn "
+    backend: Optional[str] = typer.Option(None, help="torch | onnxruntime | tensorrt | openvino | litert "
                                           "(default: the model's own)"),
     every: int = typer.Option(1, help="videos and webcams: analyse every Nth frame"),
     detect: bool = typer.Option(True, "--detect/--no-detect", help="find faces, or take each image as one face crop"),

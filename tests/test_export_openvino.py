@@ -161,3 +161,16 @@ def test_missing_openvino_names_the_extra(exported, monkeypatch, capsys, tmp_pat
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "pip install 'fercomp[openvino]'" in err
     assert (copy / "model.xml").exists()  # said before any work: the earlier export is untouched
+
+
+def test_cli_export_table_lists_openvino_and_a_format_not_built_here_is_refused(exported, capsys, tmp_path):
+    runs, _ = exported
+    copy = tmp_path / "cli"
+    shutil.copytree(runs["float"].path, copy)
+    data = ["--data", runs["data"]] if runs["data"] else []
+    assert main(["export", str(copy), "--format", "onnx,openvino", "--ov-precision", "f32", "--parity-images", "100",
+                 "--no-progress", *data]) == 0
+    shown = capsys.readouterr()
+    assert "model.xml" in shown.out + shown.err  # the export table (fercomp's console writes to stderr)
+    assert main(["export", str(copy), "--format", "ncnn"]) == 2  # not built yet: refused, not silently skipped
+    assert "--format" in capsys.readouterr().err

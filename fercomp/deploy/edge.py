@@ -1,4 +1,4 @@
-"""What every edge format (OpenVINO, LiteRT, NCNN) shares: its metadata file, its held-out images
+"""What every edge format (OpenVINO, LiteRT) shares: its metadata file, its held-out images
 with labels, and the check that decides whether an export is kept.
 
 A converted model carries no fercomp metadata of its own, so each one gets `<file>.json` beside it

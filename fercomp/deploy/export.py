@@ -191,7 +191,7 @@ def _export_float(run: Run, cfg: ExportConfig, reference: TorchPredictor, images
             raise ParityError(f"{target}: ONNX Runtime agrees with PyTorch on only {result['top1_agreement']:.3%} "
                               f"of {where} (need {FP32_MIN_AGREEMENT:.1%}); nothing written")
     _remove_engine(run)  # an engine built from the previous ONNX would no longer match it
-    remove_converted(run)  # and so would OpenVINO / LiteRT / NCNN files converted from it
+    remove_converted(run)  # and so would OpenVINO / LiteRT files converted from it
     return {"onnx": _onnx_facts(target, simplified=cfg.simplify, opset=cfg.opset,
                                 dynamic_batch=cfg.dynamic_batch), "parity": result}
 

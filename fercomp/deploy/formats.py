@@ -14,7 +14,7 @@ from typing import Any
 from ..errors import ConfigError
 
 # every value `fercomp export --format` takes; onnx is always written (the others convert from it)
-FORMATS = ("onnx", "openvino", "litert", "ncnn", "tensorrt")
+FORMATS = ("onnx", "openvino", "litert", "tensorrt")
 
 # backend -> (module, entry file in a run folder, file suffix, predictor class, export function)
 EDGE = {
