@@ -19,7 +19,11 @@ from fercomp.runs import Run
 pytest.importorskip("ai_edge_litert", reason="the litert extra is in requirements.lock; make install provides it")
 pytest.importorskip("litert_torch", reason="the litert extra is in requirements.lock; make install provides it")
 
-PARITY_IMAGES = 1000  # batch-1 conversions are checked on the first 1,000 held-out images (seconds, not minutes)
+# Converting twice with litert-torch (its first import alone is seconds) costs minutes on 2 cores: these
+# run in CI (FERCOMP_ALL_TESTS=1), not in the quick `make test`.
+pytestmark = pytest.mark.slow
+
+PARITY_IMAGES = 1000  # the batch-1 models are checked on the first 1,000 held-out images
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +53,7 @@ def test_int8_litert_is_full_integer_and_within_a_point(exported):
     p = report["parity"]
     assert report["precision"] == "int8" and report["calibration_images"] > 0
     assert p["reference_accuracy"] - p["accuracy"] <= 0.01
-    assert 0.8 < p["top1_agreement"] < 1.0  # quantized: close to its parent, not identical
+    assert 0.8 < p["top1_agreement"] <= 1.0 and p["max_abs_prob_diff"] > 1e-4  # close to its parent, not identical
     predictor = load(runs["int8"].path, backend="litert", threads=2)
     assert predictor.input["dtype"] == np.int8 and predictor.output["dtype"] == np.int8  # int8 in and out
     if runs["real"]:

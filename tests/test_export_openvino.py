@@ -49,13 +49,13 @@ def test_int8_export_stays_within_a_point_of_its_float_parent(exported):
     p = reports["int8"]["openvino"]["parity"]
     assert reports["int8"]["openvino"]["precision"] == "int8"
     assert p["reference_accuracy"] - p["accuracy"] <= 0.01
-    assert 0.9 < p["top1_agreement"] < 1.0  # INT8: close to its parent, not identical
+    assert 0.9 < p["top1_agreement"] <= 1.0 and p["max_abs_prob_diff"] > 1e-4  # INT8: close to its parent, not identical
     # OpenVINO runs the same QDQ model ONNX Runtime runs: same accuracy within a few images
     x = (Run.load(runs["int8"].path))
     ov = load(x.path, backend="openvino", threads=2)
     assert ov.backend == "openvino" and ov.precision == "int8"
     ort_acc = reports["int8"]["parity"]["top1_agreement"]
-    assert abs(p["top1_agreement"] - ort_acc) < 0.02
+    assert abs(p["top1_agreement"] - ort_acc) <= max(0.02, 3 / p["images"])  # a few images on a small split
 
 
 def test_reload_from_folder_and_file_and_precision_choice(exported):
