@@ -320,17 +320,25 @@ def export_cmd(
     workspace: int = typer.Option(1024, help="TensorRT builder workspace, MiB"),
     threads: Optional[int] = typer.Option(None),
     data: Optional[str] = typer.Option(None, help="parity images from this source (default: the run's own test split)"),
+    formats: Optional[str] = typer.Option(None, "--format", help="onnx,openvino,litert,tensorrt (several "
+                                          "comma-separated; ONNX is always written, the others convert from it)"),
+    ov_precision: str = typer.Option("auto", help="OpenVINO inference precision: auto (bf16 where the CPU has it) | f32"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
-    """ONNX (+ onnxsim, checker, metadata) verified against PyTorch; optionally a TensorRT engine."""
+    """ONNX (+ onnxsim, checker, metadata) verified against PyTorch; optionally TensorRT, OpenVINO, LiteRT."""
     from .deploy.export import ExportConfig, export_run
+    from .deploy.formats import EDGE, parse_formats
+
+    chosen = parse_formats(formats)
+    trt = trt or "tensorrt" in chosen
 
     if fp16 and int8:
         raise ConfigError("--fp16 and --int8 are two precisions; pick one")
     precision = "fp16" if fp16 else "int8" if int8 else None
     report = export_run(ExportConfig(run=run, opset=opset, dynamic_batch=dynamic_batch, simplify=simplify, trt=trt,
                                      precision=precision, sparse=sparse, parity_images=parity_images,
-                                     max_batch=max_batch, workspace_mib=workspace, threads=threads, data=data),
+                                     max_batch=max_batch, workspace_mib=workspace, threads=threads, data=data,
+                                     formats=chosen, ov_precision=ov_precision),
                         progress=progress)
     p, o = report["parity"], report["onnx"]
     table = Table(title=f"fercomp export — {run}")
@@ -343,6 +351,11 @@ def export_cmd(
         t = trt_report["parity"]
         table.add_row("model.engine", f"{trt_report['engine_bytes'] / 1e6:.2f} MB", "", t["against"], str(t["images"]),
                       f"{t['top1_agreement']:.2%}", f"{t['max_abs_prob_diff']:.1e}")
+    for fmt in (f for f in chosen if f in EDGE and "parity" in (report.get(f) or {})):
+        e = report[fmt]
+        table.add_row(e["file"], f"{e['bytes'] / 1e6:.2f} MB", "", f"{e['parity']['against']}, acc "
+                      f"{e['parity']['accuracy']:.2%}", str(e["parity"]["images"]), f"{e['parity']['top1_agreement']:.2%}",
+                      f"{e['parity']['max_abs_prob_diff']:.1e}")
     console.print(table)
 
 
@@ -385,7 +398,9 @@ def _int_list(text: str, flag: str) -> tuple[int, ...]:
 @app.command()
 def bench(
     runs: Optional[list[str]] = typer.Argument(None, help="run folders (a family: baseline, pruned, INT8 ...)"),
-    backends: str = typer.Option("torch,onnxruntime,tensorrt", help="comma-separated backends"),
+    backends: str = typer.Option("torch,onnxruntime,tensorrt", help="comma-separated backends (also openvino, "
+                                 "litert: run `fercomp export RUN --format ...` first)"),
+    ov_precision: str = typer.Option("auto", help="OpenVINO inference precision: auto | f32"),
     batch_sizes: str = typer.Option("1,64", help="batch 1 gives latency, the larger ones throughput"),
     threads: int = typer.Option(2, help="threads for every backend, fixed and stated"),
     data: Optional[str] = typer.Option(None, help="accuracy on this source (default: each run's own data)"),
@@ -413,7 +428,8 @@ def bench(
             raise ConfigError("name at least one run folder to benchmark (or --merge reports)")
         cfg = BenchConfig(models=list(runs), backends=tuple(b.strip() for b in backends.split(",") if b.strip()),
                           batch_sizes=_int_list(batch_sizes, "--batch-sizes"), threads=threads, data=data,
-                          split=split, warmup=warmup, iters=iters, device=device)
+                          split=split, warmup=warmup, iters=iters, device=device,
+                          ov_precision=ov_precision)
         report = run_bench(cfg, out, peak=peak, progress=progress)
     console.print(terminal_table(report))
     for kind, path in report["files"].items():
@@ -454,7 +470,9 @@ def evaluate(
     run: str = typer.Argument(..., help="run folder or .pt checkpoint"),
     data: Optional[str] = typer.Option(None, help="another data source (default: the run's own)"),
     split: str = typer.Option("test", help="train | val | test | all"),
-    backend: Optional[str] = typer.Option(None, help="torch | onnxruntime (default: the run's deliverable)"),
+    backend: Optional[str] = typer.Option(None, help="torch | onnxruntime | openvino | litert "
+                                          "(default: the run's deliverable)"),
+    ov_precision: str = typer.Option("auto", help="OpenVINO inference precision: auto | f32"),
     threads: Optional[int] = typer.Option(None),
     tta: Optional[str] = typer.Option(None, help="test-time augmentation: flip | shift | flip-shift (mean of the views)"),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON on stdout"),
@@ -463,7 +481,8 @@ def evaluate(
     """Accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix (PNG + JSON)."""
     from .train import evaluate_run
 
-    report = evaluate_run(run, data=data, split=split, threads=threads, backend=backend, tta=tta, device=device)
+    report = evaluate_run(run, data=data, split=split, threads=threads, backend=backend, tta=tta, device=device,
+                          ov_precision=ov_precision)
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
         return
@@ -590,7 +609,8 @@ def predict(
     model: Optional[str] = typer.Option(None, help="zoo:NAME, run folder, .pt, .onnx or TensorRT .engine "
                                                    "(default: the default zoo model)"),
     out: Optional[str] = typer.Option(None, help="output folder (default artifacts/predict/<timestamp>)"),
-    backend: Optional[str] = typer.Option(None, help="torch | onnxruntime | tensorrt (default: the model's own)"),
+    backend: Optional[str] = typer.Option(None, help="torch | onnxruntime | tensorrt | openvino | litert "
+                                          "(default: the model's own)"),
     every: int = typer.Option(1, help="videos and webcams: analyse every Nth frame"),
     detect: bool = typer.Option(True, "--detect/--no-detect", help="find faces, or take each image as one face crop"),
     detector: str = typer.Option("blazeface", help="blazeface (short range, fast) | blazeface-full (small, far "

@@ -20,12 +20,13 @@ import numpy as np
 import torch
 
 from ..deploy.board.report_format import make_row
+from ..deploy.formats import EDGE
 from ..deploy.runtime import ENGINE_FILE, load, preprocess
 from ..errors import ConfigError, FercompError
 from ..runs import MODEL_FILE, ONNX_FILE, Run, recorded_sparsity
 from ..timing import measure, peak_rss_mb
 
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
+BACKENDS = ("torch", "onnxruntime", "tensorrt")  # the default; EDGE backends are measured when named
 
 
 class BackendUnavailable(Exception):
@@ -43,6 +44,7 @@ class BenchConfig:
     warmup: int = 10
     iters: int = 100
     accuracy: bool = True
+    ov_precision: str = "auto"  # OpenVINO inference precision: auto | f32
     export_missing: bool = True  # run_bench exports a float run's ONNX (with its parity check) when it has none
     device: str | None = None  # the torch backend's --device (auto: CUDA, then MPS, else CPU); CUDA: fp32 + fp16 rows
 
@@ -53,9 +55,9 @@ class BenchConfig:
             resolve_device(self.device)  # --device cuda on a host without CUDA: one line, nothing measured
         if not self.models:
             raise ConfigError("name at least one run folder to benchmark")
-        unknown = [b for b in self.backends if b not in BACKENDS]
+        unknown = [b for b in self.backends if b not in (*BACKENDS, *EDGE)]
         if unknown:
-            raise ConfigError(f"--backends: unknown {', '.join(unknown)} (choose from {', '.join(BACKENDS)})")
+            raise ConfigError(f"--backends: unknown {', '.join(unknown)} (choose from {', '.join((*BACKENDS, *EDGE))})")
         if not self.batch_sizes or min(self.batch_sizes) < 1:
             raise ConfigError(f"--batch-sizes must be positive integers (got {self.batch_sizes})")
         if self.threads < 1:
@@ -67,6 +69,8 @@ class BenchConfig:
 
 
 def model_file(run: Run, backend: str) -> Path:
+    if backend in EDGE:
+        return run.path / edge_weights_file(run, backend)
     return run.path / {"torch": MODEL_FILE, "onnxruntime": ONNX_FILE, "tensorrt": ENGINE_FILE}[backend]
 
 
@@ -74,6 +78,8 @@ def precision_of(run: Run, backend: str) -> str:
     if backend == "tensorrt":
         export = (run.manifest.get("export") or {}).get("tensorrt") or {}
         return (export.get("spec") or {}).get("precision")
+    if backend in EDGE:
+        return ((run.manifest.get("export") or {}).get(backend) or {}).get("precision")
     return "int8" if run.stage == "quantize" else "fp32"
 
 
@@ -106,15 +112,45 @@ def open_backend(run: Run, backend: str, cfg: BenchConfig, precision: str | None
             raise BackendUnavailable(f"no {ENGINE_FILE}: run `fercomp export {run.path} --trt` first")
     if backend == "onnxruntime" and not (run.path / ONNX_FILE).is_file():
         raise BackendUnavailable(f"no {ONNX_FILE}: run `fercomp export {run.path}` first")
+    if backend in EDGE:
+        edge_available(run, backend)
     try:
         if backend == "torch":
             predictor = load(run.path, backend=backend, threads=cfg.threads, device=cfg.device)
             return predictor.half() if precision == "fp16" else predictor
-        return load(run.path, backend=backend, threads=cfg.threads)
+        return load(run.path, backend=backend, threads=cfg.threads, ov_precision=cfg.ov_precision)
     except FercompError as exc:
         if backend != "tensorrt":
             raise
         raise BackendUnavailable(str(exc)) from None  # e.g. an engine this TensorRT or GPU cannot load
+
+
+def edge_weights_file(run: Run, backend: str) -> str:
+    """The file that holds an edge format's weights (OpenVINO's .bin, not its .xml)."""
+    from ..deploy.formats import weights_file
+
+    return weights_file(backend)
+
+
+def edge_available(run: Run, backend: str) -> None:
+    """BackendUnavailable unless the runtime is installed and the run holds a verified export for it."""
+    from ..deploy.extras import available
+    from ..deploy.formats import entry_file, kept, runtime_module
+
+    ok, reason = available(runtime_module(backend))
+    if not ok:
+        raise BackendUnavailable(reason)
+    if not kept(run, backend) or not (run.path / entry_file(backend)).is_file():
+        raise BackendUnavailable(f"no verified {entry_file(backend)}: run `fercomp export {run.path} "
+                                 f"--format {backend}` first")
+
+
+def measured_precision(predictor, precision: str | None) -> str | None:
+    """What the backend computed in: an FP32 model that OpenVINO ran in bf16 is a bf16 row."""
+    used = getattr(predictor, "inference_precision", None)
+    if used is None or precision == "int8":
+        return precision
+    return {"f32": "fp32", "f16": "fp16"}.get(used, used)
 
 
 def device_for(backend: str, device: str, cfg: BenchConfig | None = None) -> str:
@@ -147,6 +183,7 @@ def bench_run(path: str | Path, cfg: BenchConfig, device: str, images: np.ndarra
             except BackendUnavailable as exc:
                 rows.append(make_row(**base, status="unavailable", reason=str(exc)))
                 continue
+            base["precision"] = measured_precision(predictor, base["precision"])
             try:
                 rows.extend(_measure_backend(run, backend, predictor, base, cfg, images, labels, split_name))
             finally:

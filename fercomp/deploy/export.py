@@ -22,6 +22,7 @@ from ..errors import ConfigError, FercompError, RunError, require_at_least
 from ..io import atomic_path, sha256_file, write_json, write_text
 from ..runs import ONNX_FILE, Run, is_2to4_run, writable_copy
 from ..ui import console
+from .formats import EDGE, FORMATS, export_format, kept, remove_converted, require_format
 from .onnx_export import OPSET, export_onnx, read_metadata
 from .runtime import ENGINE_FILE, OnnxPredictor, TorchPredictor, engine_metadata_path
 from .tensorrt import PRECISIONS, EngineSpec, TensorRTUnavailable
@@ -53,6 +54,8 @@ class ExportConfig:
     workspace_mib: int = 1024
     threads: int | None = None
     data: str | None = None  # parity images from this source instead of the run's own
+    formats: tuple[str, ...] = ("onnx",)  # edge formats (formats.EDGE) convert from the verified ONNX
+    ov_precision: str = "auto"  # OpenVINO inference precision for its parity check: auto | f32
 
     def validate(self) -> None:
         require_at_least(("--max-batch", self.max_batch, 1), ("--opt-batch", self.opt_batch, 1),
@@ -63,6 +66,9 @@ class ExportConfig:
             raise ConfigError("--fp16, --int8 and --sparse choose how the TensorRT engine is built; add --trt")
         if not 7 <= self.opset <= 23:
             raise ConfigError(f"--opset must be between 7 and 23 (got {self.opset})")
+        unknown = [f for f in self.formats if f not in FORMATS]
+        if unknown:
+            raise ConfigError(f"--format must be one or more of {', '.join(FORMATS)} (got {', '.join(unknown)})")
         if self.parity_images is not None and self.parity_images < 1:
             raise ConfigError(f"--parity-images must be >= 1 (got {self.parity_images})")
 
@@ -110,6 +116,8 @@ def _float_reference(run: Run) -> tuple[Run, TorchPredictor]:
 
 def export_run(cfg: ExportConfig, progress: bool = True) -> dict[str, Any]:
     cfg.validate()
+    for fmt in cfg.formats:
+        require_format(fmt)  # a missing extra is said before any work
     log = console.print if progress else (lambda *a, **k: None)
     if cfg.threads:
         import torch
@@ -149,6 +157,11 @@ def export_run(cfg: ExportConfig, progress: bool = True) -> dict[str, Any]:
             report["tensorrt"] = build_and_verify(run, cfg, images, where, log)
         except TensorRTUnavailable as exc:
             raise TensorRTUnavailable(f"{run.path / ONNX_FILE} is written and verified, but no engine was built: {exc}") from None
+    edge = [f for f in cfg.formats if f in EDGE]
+    if edge:
+        _record(run, report)  # the verified ONNX is kept even when a conversion from it fails
+    for fmt in edge:
+        report[fmt] = export_format(fmt, run, cfg, reference, log)
     _record(run, report)
     return report
 
@@ -177,6 +190,7 @@ def _export_float(run: Run, cfg: ExportConfig, reference: TorchPredictor, images
             raise ParityError(f"{target}: ONNX Runtime agrees with PyTorch on only {result['top1_agreement']:.3%} "
                               f"of {where} (need {FP32_MIN_AGREEMENT:.1%}); nothing written")
     _remove_engine(run)  # an engine built from the previous ONNX would no longer match it
+    remove_converted(run)  # and so would OpenVINO / LiteRT files converted from it
     return {"onnx": _onnx_facts(target, simplified=cfg.simplify, opset=cfg.opset,
                                 dynamic_batch=cfg.dynamic_batch), "parity": result}
 
@@ -194,8 +208,12 @@ def _record(run: Run, report: dict[str, Any]) -> None:
     engine = run.path / ENGINE_FILE
     if "parity" in (report.get("tensorrt") or {}) and engine.is_file():  # built and verified this time
         files[ENGINE_FILE] = sha256_file(engine)
-    run.update(export={"onnx": report["onnx"], "parity": report["parity"], "tensorrt": report.get("tensorrt")},
-               files=files)
+    edge = {fmt: report[fmt] for fmt in EDGE if fmt in report or kept(run, fmt)}
+    edge = {fmt: report.get(fmt) or run.manifest["export"][fmt] for fmt in edge}
+    for fmt in edge:
+        files.update(edge[fmt]["files"])
+    run.update(export={**(run.manifest.get("export") or {}), "onnx": report["onnx"], "parity": report["parity"],
+                       "tensorrt": report.get("tensorrt"), **edge}, files=files)
 
 
 def engine_spec(cfg: ExportConfig, onnx_path: Path) -> EngineSpec:

@@ -19,6 +19,7 @@ from ..errors import ConfigError, ModelError
 from ..runs import ONNX_FILE, Run, load_checkpoint
 from .board.trt_runtime import preprocess as board_preprocess
 from .board.trt_runtime import softmax
+from .formats import EDGE, backend_for_file, entry_file, open_predictor
 
 
 class Predictor(Protocol):
@@ -224,19 +225,22 @@ class TensorRTPredictor:
         return batched_proba(self, images)
 
 
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
+BACKENDS = ("torch", "onnxruntime", "tensorrt", *EDGE)
 
 
 def load(
     path: str | Path, *, backend: str | None = None, threads: int | None = None, batch_size: int = 256,
     device: str | None = None,
+    ov_precision: str = "auto",
 ) -> Predictor:
-    """A predictor for a run folder, a `.pt` checkpoint, an `.onnx` or a TensorRT `.engine`.
+    """A predictor for a run folder, a `.pt` checkpoint, an `.onnx`, a TensorRT `.engine` or an
+    edge format's file (see `formats.EDGE`: OpenVINO `.xml`, ...).
 
     A run folder's default backend is its deliverable: ONNX Runtime for a quantized run (its
     INT8 model exists only as ONNX), PyTorch otherwise; `backend` picks another one. `device`
     (--device: auto, cpu, cuda[:N], mps) places the PyTorch backend; checkpoints load on the CPU
     first, so a model trained anywhere runs anywhere.
+    `ov_precision` (auto | f32) is OpenVINO's inference precision.
     """
     # An unavailable --device fails before anything is loaded; `auto` is resolved for the torch backend only.
     placement = resolve_device(device) if device is not None else None
@@ -253,6 +257,12 @@ def load(
             if not (run.path / ENGINE_FILE).exists():
                 raise ConfigError(f"{run.path}: no {ENGINE_FILE} here (build it with `fercomp export {run.path} --trt`)")
             return TensorRTPredictor(run.path / ENGINE_FILE, batch_size=batch_size)
+        if backend in EDGE:
+            if not (run.path / entry_file(backend)).exists():
+                raise ConfigError(f"{run.path}: no {entry_file(backend)} here (export it with "
+                                  f"`fercomp export {run.path} --format {backend}`)")
+            return open_predictor(backend, run.path / entry_file(backend), threads=threads, batch_size=batch_size,
+                                  ov_precision=ov_precision)
         onnx_file = run.path / ONNX_FILE
         if backend == "onnxruntime" or (backend is None and run.stage == "quantize"):
             if not onnx_file.exists():
@@ -269,4 +279,8 @@ def load(
         return OnnxPredictor(path, threads=threads, batch_size=batch_size)
     if path.suffix in (".engine", ".plan"):
         return TensorRTPredictor(path, batch_size=batch_size)
-    raise ConfigError(f"{path}: unsupported model file (expected a run folder, a .pt, an .onnx or an .engine)")
+    if backend_for_file(path):
+        return open_predictor(backend_for_file(path), path, threads=threads, batch_size=batch_size,
+                              ov_precision=ov_precision)
+    raise ConfigError(f"{path}: unsupported model file (expected a run folder, a .pt, an .onnx, an .engine "
+                      f"or an edge format's {', '.join(entry_file(b) for b in EDGE)})")

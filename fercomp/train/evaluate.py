@@ -61,6 +61,7 @@ def evaluate_run(
     tta: str | None = None,
     write: bool = True,
     device: str | None = None,
+    ov_precision: str = "auto",
 ) -> dict:
     """Evaluate a run folder (or model file) on a split; write eval_<split>.json and confusion_<split>.png.
 
@@ -70,7 +71,7 @@ def evaluate_run(
     from .tta import TTAPredictor
 
     path = zoo.resolve(path)
-    predictor = load(path, threads=threads, backend=backend, device=device)
+    predictor = load(path, threads=threads, backend=backend, device=device, ov_precision=ov_precision)
     if tta:
         predictor = TTAPredictor(predictor, tta)
     dataset = data_for_run(Run.load(path) if path.is_dir() else None, data)

