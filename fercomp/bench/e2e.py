@@ -17,14 +17,14 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import cv2
 import numpy as np
 
 from ..deploy import runtime
 from ..deploy.detectors import create_detector
-from ..deploy.faces import Box, crop_face, expand_box, to_gray
+from ..deploy.faces import Box, crop_face, expand_box, level_crop, to_gray
 from ..deploy.tracking import Tracker, box_iou
 
 STAGES = ("decode", "detect", "crop", "classify", "annotate")
@@ -105,47 +105,54 @@ def predict_fps(video: str | Path, model: str, detector: str, *, backend: str | 
 
 def detection_quality(samples: Iterable[tuple[np.ndarray, list[Box], list[int]]], detectors: list[str],
                       model: str | None = None) -> dict[str, dict[str, Any]]:
-    """Per detector: precision, recall, and (with a model) the share of true faces classified right.
-
-    `samples` are (BGR image, true face boxes, true class per face). A detection is a true
-    positive when its crop region overlaps an unmatched true box with IoU >= MATCH_IOU.
-    """
+    """Per detector: precision, recall, and (with a model) the share of true faces classified right."""
     samples = list(samples)
     predictor = runtime.load(model) if model else None
     results = {}
     for name in detectors:
         detector = create_detector(name)
-        tp = fp = fn = right = faces = 0
-        detect_s = 0.0
-        for image, truth, labels in samples:
-            started = time.perf_counter()
-            detected = detector.detect(image)
-            detect_s += time.perf_counter() - started
-            found = [expand_box(f.box, detector.margin, image.shape) for f in detected]
-            unmatched = set(range(len(truth)))
-            matched: dict[int, Box] = {}
-            for box in found:
-                best = max(unmatched, key=lambda i: box_iou(box, truth[i]), default=None)
-                if best is not None and box_iou(box, truth[best]) >= MATCH_IOU:
-                    unmatched.discard(best)
-                    matched[best] = box
-                    tp += 1
-                else:
-                    fp += 1
-            fn += len(unmatched)
-            faces += len(truth)
-            if predictor is not None and matched:
-                gray = to_gray(image)
-                size = tuple(predictor.spec["input_size"])
-                crops = np.stack([crop_face(gray, box, 0.0, size) for box in matched.values()])
-                predicted = predictor.predict_proba(crops).argmax(1)
-                right += int(sum(p == labels[i] for p, i in zip(predicted, matched)))
-        results[name] = {
-            "precision": tp / (tp + fp) if tp + fp else None, "recall": tp / faces if faces else None,
-            "true_positives": tp, "false_positives": fp, "missed": fn, "faces": faces, "images": len(samples),
-            "detect_ms_per_image": detect_s * 1000 / max(1, len(samples)),
-        }
-        if predictor is not None:
-            # a missed face counts as wrong: this is what a user pointing the camera gets
-            results[name]["end_to_end_accuracy"] = right / faces if faces else None
+        results[name] = score_detector(samples, detector.detect, detector.margin, predictor)
     return results
+
+
+def score_detector(samples: list[tuple[np.ndarray, list[Box], list[int]]], detect: Callable[[np.ndarray], list],
+                   margin: float, predictor=None, level: bool = False) -> dict[str, Any]:
+    """Precision, recall and (with a predictor) end-to-end accuracy of `detect` on labelled frames.
+
+    `samples` are (BGR image, true face boxes, true class per face). A detection is a true
+    positive when its crop region (box + margin) overlaps an unmatched true box with IoU >= MATCH_IOU.
+    `level` rotates each crop so the eyes are level (BlazeFace's keypoints) before classifying.
+    """
+    tp = fp = fn = right = faces = 0
+    detect_s = 0.0
+    for image, truth, labels in samples:
+        started = time.perf_counter()
+        detected = detect(image)
+        detect_s += time.perf_counter() - started
+        unmatched = set(range(len(truth)))
+        matched: dict[int, Any] = {}
+        for face in detected:
+            box = expand_box(face.box, margin, image.shape)
+            best = max(unmatched, key=lambda i: box_iou(box, truth[i]), default=None)
+            if best is not None and box_iou(box, truth[best]) >= MATCH_IOU:
+                unmatched.discard(best)
+                matched[best] = face
+                tp += 1
+            else:
+                fp += 1
+        fn += len(unmatched)
+        faces += len(truth)
+        if predictor is not None and matched:
+            gray = to_gray(image)
+            size = tuple(predictor.spec["input_size"])
+            crops = np.stack([level_crop(gray, f.box, margin, size, f.keypoints) if level
+                              else crop_face(gray, f.box, margin, size) for f in matched.values()])
+            predicted = predictor.predict_proba(crops).argmax(1)
+            right += int(sum(p == labels[i] for p, i in zip(predicted, matched)))
+    result = {"precision": tp / (tp + fp) if tp + fp else None, "recall": tp / faces if faces else None,
+              "true_positives": tp, "false_positives": fp, "missed": fn, "faces": faces, "images": len(samples),
+              "detect_ms_per_image": detect_s * 1000 / max(1, len(samples))}
+    if predictor is not None:
+        # a missed face counts as wrong: this is what a user pointing the camera gets
+        result["end_to_end_accuracy"] = right / faces if faces else None
+    return result

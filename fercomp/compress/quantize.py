@@ -37,6 +37,7 @@ from ..device import resolve_placement
 from ..errors import ConfigError, RunError
 from ..io import atomic_path, sha256_file
 from ..runs import ONNX_FILE, Run, removed_on_failure
+from ..data.run_data import calibration_images
 from ..train.evaluate import data_for_run, reports_by_split, write_evaluation
 from ..ui import console
 
@@ -86,12 +87,6 @@ class QuantizeConfig:
             raise ConfigError(f"--threads must be >= 1 (got {self.threads})")
         if self.activations not in ACTIVATION_ENCODINGS:
             raise ConfigError(f"--activations must be one of {', '.join(ACTIVATION_ENCODINGS)} (got {self.activations!r})")
-
-
-def calibration_images(data: FerData, count: int, seed: int) -> np.ndarray:
-    train = data.split("train")
-    rng = np.random.default_rng(seed)
-    return train.x[rng.choice(len(train), size=min(count, len(train)), replace=False)]
 
 
 def optimized_op_counts(path: str | Path) -> Counter:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..errors import ConfigError
 from .dataset import FerData
 from .sources import load_data
@@ -44,3 +46,10 @@ def data_for_run(run, source: str | None) -> FerData:
         ferplus_csv=cfg.get("ferplus_csv"),
         synthetic_per_class=cfg.get("synthetic_per_class", 300),
     )
+
+
+def calibration_images(data: FerData, count: int, seed: int) -> np.ndarray:
+    """`count` training images (uint8) drawn without replacement: INT8 calibration for PTQ and LiteRT."""
+    train = data.split("train")
+    rng = np.random.default_rng(seed)
+    return train.x[rng.choice(len(train), size=min(count, len(train)), replace=False)]

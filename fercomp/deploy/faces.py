@@ -124,6 +124,23 @@ def crop_face(gray: np.ndarray, box: Box, margin: float, input_size: tuple[int, 
     return cv2.resize(patch, (w, h), interpolation=cv2.INTER_AREA)
 
 
+def level_crop(gray: np.ndarray, box: Box, margin: float, input_size: tuple[int, int],
+               keypoints: np.ndarray | None) -> np.ndarray:
+    """Like `crop_face`, with the face first turned about its centre so its eyes are level
+    (keypoints [6, 2]: right eye, left eye, ...; without keypoints it is `crop_face`)."""
+    if keypoints is None:
+        return crop_face(gray, box, margin, input_size)
+    (rx, ry), (lx, ly) = keypoints[0], keypoints[1]
+    angle = float(np.degrees(np.arctan2(ly - ry, lx - rx)))
+    # Rotate only the crop's neighbourhood (the crop's diagonal covers any angle), not the frame.
+    region = expand_box(box, margin + 0.5, gray.shape)
+    patch = gray[region.y : region.y + region.h, region.x : region.x + region.w]
+    centre = (box.x + box.w / 2 - region.x, box.y + box.h / 2 - region.y)
+    turned = cv2.warpAffine(patch, cv2.getRotationMatrix2D(centre, angle, 1.0), (patch.shape[1], patch.shape[0]),
+                            flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return crop_face(turned, Box(box.x - region.x, box.y - region.y, box.w, box.h), margin, input_size)
+
+
 def find_face_crops(
     image: np.ndarray, input_size: tuple[int, int], detector=None, *, margin: float | None = None
 ) -> tuple[list[Box], list[np.ndarray]]:

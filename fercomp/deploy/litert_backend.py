@@ -112,8 +112,7 @@ class LiteRTPredictor:
 
 def _calibration(run, cfg) -> np.ndarray:
     """Training images (uint8) for the INT8 activation ranges: as many as the run's own PTQ used."""
-    from ..compress.quantize import calibration_images
-    from ..train.evaluate import data_for_run
+    from ..data.run_data import calibration_images, data_for_run
 
     count = int((run.manifest.get("quantize") or {}).get("calib_images") or DEFAULT_CALIB)
     return calibration_images(data_for_run(run, cfg.data), count, seed=0)
