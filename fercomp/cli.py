@@ -622,6 +622,7 @@ def predict(
                                        "last N frames"),
     pipeline: bool = typer.Option(True, "--pipeline/--no-pipeline",
                                   help="videos: decode, detect and classify in overlapping threads"),
+    level: bool = typer.Option(True, "--level/--no-level", help="turn each face upright by its eyes (BlazeFace)"),
     threads: Optional[int] = typer.Option(None),
     batch_size: int = typer.Option(64, help="face crops per inference batch"),
     annotate: bool = typer.Option(True, "--annotate/--no-annotate", help="write copies with boxes and labels"),
@@ -642,7 +643,7 @@ def predict(
                       highlight=False, soft_wrap=True)
     summary = predict_sources(PredictConfig(sources=sources, model=model, out=out, backend=backend, every=every,
                                             detect=detect, detector=detector, margin=margin,
-                                            detect_every=detect_every, smooth=smooth, pipeline=pipeline,
+                                            detect_every=detect_every, smooth=smooth, pipeline=pipeline, level=level,
                                             threads=threads, batch_size=batch_size,
                                             annotate=annotate, max_frames=max_frames, device=device),
                               progress=progress)

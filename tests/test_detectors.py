@@ -197,3 +197,25 @@ def test_smoother_averages_each_track_over_its_window():
     np.testing.assert_allclose(smooth(("v", 0), b), [0.5, 0.5])
     np.testing.assert_allclose(smooth(("v", 0), c), [0.25, 0.75])  # a left the window
     np.testing.assert_allclose(Smoother(1)(("v", 0), a), a)
+
+
+def test_levelling_turns_a_tilted_face_back_upright(photo):
+    """The photograph turned by 20 degrees about the face: its levelled crop is much closer to the
+    levelled crop of the untouched photograph than the crop as detected is."""
+    from fercomp.deploy.faces import crop_face, level_crop, to_gray
+
+    def eye_angle(face):
+        (rx, ry), (lx, ly) = face.keypoints[:2]
+        return np.degrees(np.arctan2(ly - ry, lx - rx))
+
+    detector = create_detector("blazeface")
+    (upright,) = detector.detect(photo)
+    centre = (upright.box.x + upright.box.w / 2, upright.box.y + upright.box.h / 2)
+    tilted = cv2.warpAffine(photo, cv2.getRotationMatrix2D(centre, 20, 1.0), photo.shape[1::-1],
+                            borderMode=cv2.BORDER_REPLICATE)
+    (face,) = detector.detect(tilted)
+    assert eye_angle(face) == pytest.approx(eye_angle(upright) - 20, abs=6)  # the keypoints see the turn
+    reference = level_crop(to_gray(photo), upright.box, 0.1, (48, 48), upright.keypoints).astype(float)
+    as_detected = crop_face(to_gray(tilted), face.box, 0.1, (48, 48)).astype(float)
+    levelled = level_crop(to_gray(tilted), face.box, 0.1, (48, 48), face.keypoints).astype(float)
+    assert np.abs(levelled - reference).mean() < 0.6 * np.abs(as_detected - reference).mean()

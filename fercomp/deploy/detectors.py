@@ -46,8 +46,10 @@ class Detector(Protocol):
 
 class HaarDetector:
     name = "haar"
-    # The cascade's box runs from the brows to below the mouth; FER-style crops add forehead and chin.
-    margin = 0.1
+    # The cascade's box is nearly FER2013's framing already (a pasted FER2013 face comes back 1.04x
+    # its box); 0.05 classified best among margins 0 to 0.2 on PublicTest (45.0% end to end, 43.0% at
+    # 0.1: benchmarks/results/detector_selection.md).
+    margin = 0.05
 
     def detect(self, image: np.ndarray) -> list[Face]:
         return [Face(box, 1.0) for box in detect_faces(to_gray(image))]
@@ -60,10 +62,11 @@ class BlazeFaceVariant:
     margin: float
 
 
-# Score thresholds below MediaPipe's (0.5 / 0.6): on FER2013 PublicTest faces composited into
-# 640x480 frames they raise recall from 0.67 to 0.75 (short) and 0.39 to 0.59 (full) for one false
-# box in 300 frames. A 0.1 margin around BlazeFace's box reproduces FER2013's framing (the crop is
-# 1.22x the box) and classified best among margins 0 to 0.2 (benchmarks/results/e2e.md).
+# Score thresholds below MediaPipe's (0.5 / 0.6), chosen on FER2013 PublicTest faces pasted into
+# 640x480 frames as the highest recall at precision >= 0.9 (benchmarks/detector_selection.py):
+# short range 0.4 (recall 0.722, precision 0.916; 0.681 at 0.5), full range 0.3 (0.672, 0.902;
+# 0.400 at 0.6). A 0.1 margin around BlazeFace's box classified best among margins 0 to 0.2
+# (57.5% end to end), and makes the crop about 1.2x the box, FER2013's own framing.
 BLAZEFACE = {
     "blazeface": BlazeFaceVariant("face_detection_short_range.onnx", replace(ssd.SHORT_RANGE, min_score=0.4),
                                   margin=0.1),

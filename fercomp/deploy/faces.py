@@ -142,17 +142,19 @@ def level_crop(gray: np.ndarray, box: Box, margin: float, input_size: tuple[int,
 
 
 def find_face_crops(
-    image: np.ndarray, input_size: tuple[int, int], detector=None, *, margin: float | None = None
+    image: np.ndarray, input_size: tuple[int, int], detector=None, *, margin: float | None = None, level: bool = True
 ) -> tuple[list[Box], list[np.ndarray]]:
     """(boxes, crops) of the faces in an image (gray or BGR), found by `detector` (see `detectors`).
 
     `detector=None`, or an image already the model's input size, is one whole-image face. The
-    margin defaults to the detector's own, the one that reproduces FER2013's framing.
+    margin defaults to the detector's own, the one that reproduces FER2013's framing; `level`
+    turns each face upright by its eyes where the detector gives them (BlazeFace).
     """
     gray = to_gray(image)
     if detector is None or is_face_crop(gray, input_size):
         box = whole_image_box(gray)
         return [box], [crop_face(gray, box, 0.0, input_size)]
     margin = detector.margin if margin is None else margin
-    boxes = [face.box for face in detector.detect(image)]
-    return boxes, [crop_face(gray, box, margin, input_size) for box in boxes]
+    faces = detector.detect(image)
+    return [f.box for f in faces], [level_crop(gray, f.box, margin, input_size, f.keypoints if level else None)
+                                    for f in faces]

@@ -35,7 +35,7 @@ from ..io import atomic_path, write_bytes
 from ..ui import console, make_progress
 from . import runtime
 from .detectors import DEFAULT_DETECTOR, DETECTORS, Detector, create_detector
-from .faces import Box, crop_face, find_face_crops, to_bgr, to_gray
+from .faces import Box, find_face_crops, level_crop, to_bgr, to_gray
 from .tracking import Smoother, Tracker
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"})
@@ -69,6 +69,7 @@ class PredictConfig:
     detect_every: int = 1
     smooth: int = 1
     pipeline: bool = True
+    level: bool = True  # turn BlazeFace's faces upright by their eyes before classifying
     threads: int | None = None
     batch_size: int = 64
     annotate: bool = True
@@ -559,7 +560,7 @@ def _image_frame(source: Source, input_size, detector: Detector | None, config: 
         image = read_image(source.location)
     except UnreadableSource as err:
         return _Frame(source, None, error=str(err))
-    boxes, crops = find_face_crops(image, input_size, detector, margin=config.margin)
+    boxes, crops = find_face_crops(image, input_size, detector, margin=config.margin, level=config.level)
     sink = (lambda img: save_image(target, img)) if target else None
     return _Frame(source, None, boxes, crops, image=image if sink else None, sink=sink)
 
@@ -573,6 +574,8 @@ class _FaceFinder:
         self.input_size = input_size
         self.margin = config.margin if config.margin is not None or detector is None else detector.margin
         self.detect_every = config.detect_every
+        self.level = config.level
+        self.eyes: dict[int, np.ndarray] = {}  # each track's keypoints at its last detection
         self.tracker: Tracker | None = None
         self.analysed = 0
 
@@ -584,12 +587,16 @@ class _FaceFinder:
         if self.tracker is None:
             self.tracker = Tracker(gray.shape[:2])
         if self.analysed % self.detect_every == 0:
-            tracked = self.tracker.update(index, [face.box for face in self.detector.detect(image)])
+            faces = self.detector.detect(image)
+            tracked = self.tracker.update(index, [face.box for face in faces])
+            self.eyes.update((track, face.keypoints) for (track, _), face in zip(tracked, faces))
         else:
             tracked = self.tracker.predict(index)
         self.analysed += 1
         tracks, boxes = [t for t, _ in tracked], [b for _, b in tracked]
-        crops = [crop_face(gray, box, self.margin, self.input_size) for box in boxes]
+        # between detections a face keeps the tilt it had when last detected
+        crops = [level_crop(gray, box, self.margin, self.input_size, self.eyes.get(track) if self.level else None)
+                 for track, box in zip(tracks, boxes)]
         return _Frame(source, index, boxes, crops, tracks, image=image if sink else None, sink=sink)
 
 
