@@ -39,10 +39,12 @@ NOTES = """## Notes
   within noise, so the runtime fercomp already depends on wins, and its ONNX is what TensorRT
   builds on the board.
 - The detector runs at one thread (`detectors.py`): 2 threads were slower for both runtimes.
-- The torch backend's classify stage (10 to 22 ms for one or two 48x48 crops, against 0.23 ms for
-  ONNX Runtime) is much slower than `fercomp bench` measures for the same model alone; it looks
-  like contention between torch's thread pool and ONNX Runtime's detector thread, and was not
-  investigated further: use the ONNX model for video.
+- The torch backend's classify stage (2.6 to 4.2 ms for one or two 48x48 crops here, 10 to 22 ms
+  in an earlier run while other jobs ran, against 0.26 ms for ONNX Runtime) is much slower than
+  `fercomp bench` measures for the same model alone; it looks like contention between torch's
+  thread pool and ONNX Runtime's detector thread, and was not investigated further: use the ONNX
+  model for video.
+- The crop stage includes levelling each face by its eyes (BlazeFace keypoints), about 0.25 ms.
 - "detect ms" in the detector table is a mean over the labelled set (any pause counts), the
   stage table's a median over the video's frames."""
 CLASSIFIERS = [("zoo:tiny", "onnxruntime"), ("zoo:compact-int8", "onnxruntime"), ("zoo:tiny", "torch")]
