@@ -11,7 +11,7 @@ import pytest
 from edge_runs import make_edge_runs
 from fercomp.bench.measure import BenchConfig, bench_models
 from fercomp.cli import main
-from fercomp.deploy import extras
+from missing_extras import hide_modules
 from fercomp.deploy.export import ExportConfig, export_run
 from fercomp.deploy.runtime import load
 from fercomp.runs import Run
@@ -85,14 +85,7 @@ def test_missing_litert_names_the_extra(exported, monkeypatch, capsys, tmp_path)
     runs, _ = exported
     copy = tmp_path / "no-extra"
     shutil.copytree(runs["float"].path, copy)
-    real_import = extras.importlib.import_module
-
-    def no_litert(name, *a, **k):
-        if name in ("litert_torch", "ai_edge_litert"):
-            raise ImportError(f"No module named {name!r}")
-        return real_import(name, *a, **k)
-
-    monkeypatch.setattr(extras.importlib, "import_module", no_litert)
+    hide_modules(monkeypatch, "litert_torch", "ai_edge_litert")
     assert main(["export", str(copy), "--format", "litert"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "pip install 'fercomp[litert]'" in err

@@ -12,7 +12,7 @@ import pytest
 from edge_runs import make_edge_runs
 from fercomp.bench.measure import BenchConfig, bench_models
 from fercomp.cli import main
-from fercomp.deploy import extras
+from missing_extras import hide_modules
 from fercomp.deploy.export import ExportConfig, ParityError, export_run
 from fercomp.deploy.runtime import load
 from fercomp.runs import Run
@@ -148,14 +148,7 @@ def test_missing_openvino_names_the_extra(exported, monkeypatch, capsys, tmp_pat
     runs, _ = exported
     copy = tmp_path / "no-extra"
     shutil.copytree(runs["float"].path, copy)
-    real_import = extras.importlib.import_module
-
-    def no_openvino(name, *a, **k):
-        if name == "openvino":
-            raise ImportError("No module named 'openvino'")
-        return real_import(name, *a, **k)
-
-    monkeypatch.setattr(extras.importlib, "import_module", no_openvino)
+    hide_modules(monkeypatch, "openvino")
     assert main(["export", str(copy), "--format", "openvino", "--parity-images", "20",
                  *(["--data", runs["data"]] if runs["data"] else [])]) == 2
     err = capsys.readouterr().err.strip()
