@@ -24,8 +24,8 @@ import numpy as np
 
 from ..deploy import runtime
 from ..deploy.detectors import create_detector
-from ..deploy.faces import Box, crop_face, expand_box, level_crop, to_gray
-from ..deploy.tracking import Tracker, box_iou
+from ..deploy.faces import Box, expand_box, level_crop, to_gray
+from ..deploy.tracking import StreamFaces, box_iou
 
 STAGES = ("decode", "detect", "crop", "classify", "annotate")
 MATCH_IOU = 0.5  # a detection is right when its crop (box + margin) overlaps the true face this much
@@ -42,8 +42,7 @@ def stage_times(video: str | Path, model: str, detector_name: str, *, backend: s
     detector = create_detector(detector_name)
     size = tuple(predictor.spec["input_size"])
     capture = cv2.VideoCapture(str(video))
-    tracker = Tracker()
-    eyes: dict[int, Any] = {}
+    faces_in_stream = StreamFaces(detector, detect_every)
     times = {stage: [] for stage in STAGES}
     faces = frames = 0
     try:
@@ -53,16 +52,11 @@ def stage_times(video: str | Path, model: str, detector_name: str, *, backend: s
             if not ok:
                 break
             t1 = time.perf_counter()
-            if frames % detect_every == 0:
-                faces_found = detector.detect(image)
-                tracked = tracker.update(frames, [f.box for f in faces_found])
-                eyes.update((track, f.keypoints) for (track, _), f in zip(tracked, faces_found))
-            else:
-                tracked = tracker.predict(frames)
+            tracked = faces_in_stream.locate(frames, image)
             t2 = time.perf_counter()
             gray = to_gray(image)
             boxes = [box for _, box in tracked]
-            crops = [level_crop(gray, b, detector.margin, size, eyes.get(t)) for t, b in tracked]
+            crops = faces_in_stream.crops(gray, tracked, detector.margin, size)
             batch = runtime.preprocess(np.stack(crops), predictor.spec) if boxes else None
             t3 = time.perf_counter()
             logits = predictor.forward(batch) if batch is not None else np.zeros((0, len(predictor.class_names)))
@@ -149,8 +143,8 @@ def score_detector(samples: list[tuple[np.ndarray, list[Box], list[int]]], detec
         if predictor is not None and matched:
             gray = to_gray(image)
             size = tuple(predictor.spec["input_size"])
-            crops = np.stack([level_crop(gray, f.box, margin, size, f.keypoints) if level
-                              else crop_face(gray, f.box, margin, size) for f in matched.values()])
+            crops = np.stack([level_crop(gray, f.box, margin, size, f.keypoints if level else None)
+                              for f in matched.values()])
             predicted = predictor.predict_proba(crops).argmax(1)
             right += int(sum(p == labels[i] for p, i in zip(predicted, matched)))
     result = {"precision": tp / (tp + fp) if tp + fp else None, "recall": tp / faces if faces else None,

@@ -17,6 +17,7 @@ import csv
 import datetime as _dt
 import math
 import os
+import io
 import queue
 import shutil
 import threading
@@ -35,8 +36,8 @@ from ..io import atomic_path, write_bytes
 from ..ui import console, make_progress
 from . import runtime
 from .detectors import DEFAULT_DETECTOR, DETECTORS, Detector, create_detector
-from .faces import Box, find_face_crops, level_crop, to_bgr, to_gray
-from .tracking import Smoother, Tracker
+from .faces import Box, find_face_crops, to_bgr, to_gray
+from .tracking import Smoother, StreamFaces
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"})
 # Annotated images keep their format when OpenCV can write it, PNG otherwise (e.g. GIF).
@@ -181,7 +182,7 @@ def read_image(path: str | Path) -> np.ndarray:
         raise UnreadableSource(f"cannot read file ({err.strerror or err})") from err
     if raw.size == 0:
         raise UnreadableSource("empty file")
-    _refuse_huge(path)
+    _refuse_huge(raw)
     # ANYDEPTH|ANYCOLOR keeps 16-bit and colour yet, unlike IMREAD_UNCHANGED, applies EXIF rotation.
     with opencv_quiet():
         image = cv2.imdecode(raw, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
@@ -192,13 +193,13 @@ def read_image(path: str | Path) -> np.ndarray:
     return image
 
 
-def _refuse_huge(path: str | Path) -> None:
+def _refuse_huge(raw: np.ndarray) -> None:
     """Refuse, from its header, an image whose decoded pixels would not fit a sensible memory budget."""
     from PIL import Image, UnidentifiedImageError
 
     bomb_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # we judge the size ourselves
     try:
-        with Image.open(path) as img:
+        with Image.open(io.BytesIO(raw.tobytes())) as img:  # the header only: nothing is decoded
             width, height = img.size
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         return  # not PIL's to judge: OpenCV decides below
@@ -566,38 +567,23 @@ def _image_frame(source: Source, input_size, detector: Detector | None, config: 
 
 
 class _FaceFinder:
-    """One stream's faces frame by frame: detected every `detect_every`-th analysed frame, tracked
-    in between and given track ids throughout."""
+    """One stream's frames -> _Frames: its faces found and tracked (`tracking.StreamFaces`), cropped."""
 
     def __init__(self, detector: Detector | None, input_size, config: PredictConfig):
-        self.detector = detector
         self.input_size = input_size
         self.margin = config.margin if config.margin is not None or detector is None else detector.margin
-        self.detect_every = config.detect_every
         self.level = config.level
-        self.eyes: dict[int, np.ndarray] = {}  # each track's keypoints at its last detection
-        self.tracker: Tracker | None = None
-        self.analysed = 0
+        self.faces = StreamFaces(detector, config.detect_every) if detector is not None else None
 
     def __call__(self, source: Source, index: int, image: np.ndarray, sink) -> _Frame:
         gray = to_gray(image)
-        if self.detector is None:
+        if self.faces is None:
             boxes, crops = find_face_crops(gray, self.input_size)
             return _Frame(source, index, boxes, crops, image=image if sink else None, sink=sink)
-        if self.tracker is None:
-            self.tracker = Tracker(gray.shape[:2])
-        if self.analysed % self.detect_every == 0:
-            faces = self.detector.detect(image)
-            tracked = self.tracker.update(index, [face.box for face in faces])
-            self.eyes.update((track, face.keypoints) for (track, _), face in zip(tracked, faces))
-        else:
-            tracked = self.tracker.predict(index)
-        self.analysed += 1
-        tracks, boxes = [t for t, _ in tracked], [b for _, b in tracked]
-        # between detections a face keeps the tilt it had when last detected
-        crops = [level_crop(gray, box, self.margin, self.input_size, self.eyes.get(track) if self.level else None)
-                 for track, box in zip(tracks, boxes)]
-        return _Frame(source, index, boxes, crops, tracks, image=image if sink else None, sink=sink)
+        tracked = self.faces.locate(index, image)
+        crops = self.faces.crops(gray, tracked, self.margin, self.input_size, self.level)
+        return _Frame(source, index, [b for _, b in tracked], crops, [t for t, _ in tracked],
+                      image=image if sink else None, sink=sink)
 
 
 def _run_stream(source: Source, capture: cv2.VideoCapture, classifier: _Classifier, find: _FaceFinder,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from .faces import Box
+from .faces import Box, level_crop
 
 # A detection continues a track when its centre is within this many face sizes of the track's
 # predicted centre and its size is within a factor of MAX_SCALE; otherwise it is a new face.
@@ -128,3 +128,33 @@ class Smoother:
         seen = self.history.setdefault(key, deque(maxlen=self.window))
         seen.append(np.asarray(probs, np.float32))
         return np.mean(seen, axis=0)
+
+
+class StreamFaces:
+    """One stream's faces frame by frame: detected every `detect_every`-th call, tracked in between,
+    each under its track id; crops are levelled by the eyes the face had when last detected."""
+
+    def __init__(self, detector, detect_every: int = 1):
+        self.detector = detector
+        self.detect_every = detect_every
+        self.eyes: dict[int, np.ndarray] = {}  # each track's keypoints at its last detection
+        self.tracker: Tracker | None = None
+        self.calls = 0
+
+    def locate(self, index: int, image: np.ndarray) -> list[tuple[int, Box]]:
+        """(track id, box) of the faces in frame `index`."""
+        if self.tracker is None:
+            self.tracker = Tracker(image.shape[:2])
+        if self.calls % self.detect_every == 0:
+            faces = self.detector.detect(image)
+            tracked = self.tracker.update(index, [face.box for face in faces])
+            self.eyes.update((track, face.keypoints) for (track, _), face in zip(tracked, faces))
+        else:
+            tracked = self.tracker.predict(index)
+        self.calls += 1
+        return tracked
+
+    def crops(self, gray: np.ndarray, tracked: list[tuple[int, Box]], margin: float, input_size: tuple[int, int],
+              level: bool = True) -> list[np.ndarray]:
+        return [level_crop(gray, box, margin, input_size, self.eyes.get(track) if level else None)
+                for track, box in tracked]
