@@ -65,7 +65,7 @@ def train(
     ctx: typer.Context,
     model: str = typer.Option("separable_cnn", help="registry name (see `fercomp models`)"),
     data: Optional[str] = typer.Option(None, help=DATA_HELP),
-    labels: str = typer.Option("fer2013", help="fer2013 | ferplus (majority vote) | ferplus-soft"),
+    labels: str = typer.Option("fer2013", help="fer2013 | ferplus (plurality, 7 classes) | ferplus-soft | ferplus8 (FER+ majority rule, 8 classes with contempt) | ferplus8-soft"),
     ferplus_csv: Optional[str] = typer.Option(None, help="fer2013new.csv with FER+ votes (for --labels ferplus*)"),
     class_map: Optional[str] = typer.Option(None, help="folder=class,... e.g. 'anger=angry,contempt=contempt,neutral=drop'"),
     epochs: Optional[int] = typer.Option(None, help="epochs (default: the model's recommended); with --resume: "

@@ -14,7 +14,7 @@ def search_cmd(
     grid: list[str] = typer.Option([], "--grid", help="NAME=V1,V2,... (repeatable), e.g. lr=0.1,0.01; model kwargs as model.width=16,32"),
     model: str = typer.Option("separable_cnn", help="registry name (see `fercomp models`)"),
     data: Optional[str] = typer.Option(None, help=DATA_HELP),
-    labels: str = typer.Option("fer2013", help="fer2013 | ferplus | ferplus-soft"),
+    labels: str = typer.Option("fer2013", help="fer2013 | ferplus | ferplus-soft | ferplus8 | ferplus8-soft"),
     epochs: Optional[int] = typer.Option(None, help="epochs per trial (default: the model's recommended)"),
     early_stop: Optional[int] = typer.Option(None, help="stop a trial after N epochs without val improvement"),
     sampler: str = typer.Option("grid", help="grid (every combination, or --trials of them at random) | tpe"),

@@ -1,9 +1,15 @@
 """FER+ relabelling: read fer2013new.csv votes and turn them into hard and soft labels.
 
 Votes are int [N, 10] in FER+ column order (FERPLUS_COLUMNS); a row of all -1 means the image
-could not be linked to a FER+ row. Rows FER+ marks as non-faces are dropped: unknown rows, rows
-with no vote on any of the 7 basic emotions, and rows where NF has at least as many votes as
-the most-voted emotion.
+could not be linked to a FER+ row. Two ways to read them:
+
+- `ferplus_labels` (7 classes, FER2013 order): the plurality over the 7 basic emotions. Rows FER+
+  marks as non-faces are dropped: unknown rows, rows with no vote on any of the 7 basic emotions,
+  and rows where NF has at least as many votes as the most-voted emotion.
+- `ferplus_majority_labels` (8 classes, FER2013 order + contempt): Barsoum et al. 2016's
+  "majority" protocol, the one FER+ accuracies are reported under: single votes are discarded as
+  outliers, and a row is kept only when one of the 8 emotions has more than half of the remaining
+  votes (unknown and NF included in the count).
 """
 
 from __future__ import annotations
@@ -22,6 +28,9 @@ FERPLUS_COLUMNS = (
 # For each canonical class (angry, disgust, fear, happy, sad, surprise, neutral): its FER+ column.
 FERPLUS_COLUMN_OF_CLASS = np.array([4, 5, 6, 1, 3, 2, 0])
 NF_COLUMN = 9
+# FER+'s own class list: the 7 FER2013 classes in canonical order, then contempt.
+FERPLUS8_CLASS_NAMES = (*CLASS_NAMES, "contempt")
+FERPLUS8_COLUMN_OF_CLASS = np.array([*FERPLUS_COLUMN_OF_CLASS, 7])
 # fer2013new.csv Usage -> split name.
 USAGE_SPLIT = {"training": "train", "publictest": "val", "privatetest": "test"}
 
@@ -80,6 +89,24 @@ def ferplus_labels(votes: np.ndarray, fer_labels: np.ndarray) -> tuple[np.ndarra
     hard = np.where(fer_is_tied, fer_labels, tied.argmax(axis=1)).astype(np.int64)
     soft = emotion_votes / np.maximum(emotion_votes.sum(axis=1, keepdims=True), 1.0)
     return ~nonface, hard, soft.astype(np.float32)
+
+
+def ferplus_majority_labels(votes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Votes [N,10] -> (keep mask [N], hard labels [N], soft float32 [N,8]) in FERPLUS8_CLASS_NAMES order.
+
+    Barsoum et al.'s majority rule: votes of 1 are dropped as outliers; a row is kept when one
+    emotion holds more than half of what remains (a majority of unknown or NF drops the row). Soft
+    targets are the remaining emotion votes, normalised. Labels of dropped rows are meaningless.
+    """
+    votes = np.asarray(votes).astype(np.float32)
+    unknown = (votes < 0).all(axis=1)
+    kept_votes = np.where(votes > 1, votes, 0.0)
+    emotions = kept_votes[:, FERPLUS8_COLUMN_OF_CLASS]
+    hard = emotions.argmax(axis=1).astype(np.int64)
+    top = emotions.max(axis=1)
+    keep = ~unknown & (top > 0.5 * kept_votes.sum(axis=1))
+    soft = emotions / np.maximum(emotions.sum(axis=1, keepdims=True), 1.0)
+    return keep, hard, soft.astype(np.float32)
 
 
 def votes_for_rows(

@@ -12,14 +12,14 @@ from .class_map import remap_classes
 from .classes import CLASS_NAMES
 from .csv_source import read_fer2013_csv
 from .dataset import FerData, Split
-from .ferplus import ferplus_labels, read_ferplus_csv, votes_for_rows
+from .ferplus import FERPLUS8_CLASS_NAMES, ferplus_labels, ferplus_majority_labels, read_ferplus_csv, votes_for_rows
 from .folder_source import read_folder
 from .npz_source import read_npz
 from .raw import RawSplit
 from .splits import check_val_fraction, complete_splits
 from .synthetic import synthetic_data
 
-LABEL_KINDS = ("fer2013", "ferplus", "ferplus-soft")
+LABEL_KINDS = ("fer2013", "ferplus", "ferplus-soft", "ferplus8", "ferplus8-soft")
 
 
 def read_source(path: Path, class_map: dict | None) -> tuple[dict[str, RawSplit], tuple[str, ...], dict]:
@@ -43,9 +43,9 @@ def read_source(path: Path, class_map: dict | None) -> tuple[dict[str, RawSplit]
 
 
 def _ferplus_splits(
-    raw: dict[str, RawSplit], class_names: tuple[str, ...], path: Path, soft: bool, ferplus_csv: Path | None
+    raw: dict[str, RawSplit], class_names: tuple[str, ...], path: Path, labels: str, ferplus_csv: Path | None
 ) -> tuple[dict[str, Split], dict[str, int], str]:
-    """Relabel with FER+ votes -> (splits, non-face rows dropped per split, where the votes came from)."""
+    """Relabel with FER+ votes -> (splits, rows dropped per split, where the votes came from)."""
     if class_names != CLASS_NAMES:
         raise DataError(f"{path}: FER+ labels need the 7 FER2013 classes, but the file has {', '.join(class_names)}")
     csv_votes = None
@@ -64,9 +64,12 @@ def _ferplus_splits(
                 else "use an npz with {split}_ferplus votes or {split}_row indices, or fer2013.csv with --ferplus-csv"
             )
             raise DataError(f"{path}: no FER+ votes for the {name} split; {how}")
-        keep, hard, soft_targets = ferplus_labels(votes, part.y)
+        if labels.startswith("ferplus8"):
+            keep, hard, soft_targets = ferplus_majority_labels(votes)
+        else:
+            keep, hard, soft_targets = ferplus_labels(votes, part.y)
         dropped[name] = int((~keep).sum())
-        splits[name] = Split(part.x[keep], hard[keep], soft_targets[keep] if soft else None)
+        splits[name] = Split(part.x[keep], hard[keep], soft_targets[keep] if labels.endswith("-soft") else None)
     return splits, dropped, str(ferplus_csv) if csv_votes is not None else "npz"
 
 
@@ -109,6 +112,9 @@ def load_data(
       votes). Votes come from the npz's {split}_ferplus arrays or, for a csv source or an npz
       with {split}_row, from `ferplus_csv` (fer2013new.csv, joined by row). Rows FER+ marks as
       non-faces are dropped and counted in meta["dropped"]["ferplus_nonface"].
+      "ferplus8" / "ferplus8-soft": FER+'s 8 classes (FER2013 order + contempt) under Barsoum et
+      al.'s majority rule (ferplus.ferplus_majority_labels); rows without a majority are counted in
+      meta["dropped"]["ferplus_no_majority"].
     class_map: {source class -> target class or "drop"}; see class_map.py. With a map the
       classes are the targets found (canonical order first, then extras such as contempt).
     Missing splits are carved, stratified by class with `seed`:
@@ -148,11 +154,12 @@ def load_data(
                 raise DataError(
                     f"{path}: image folders carry no FER+ votes; use fer2013.npz or fer2013.csv with --ferplus-csv"
                 )
-            splits, nonface, votes_from = _ferplus_splits(
-                raw, class_names, path, labels == "ferplus-soft", ferplus_csv
-            )
+            splits, dropped, votes_from = _ferplus_splits(raw, class_names, path, labels, ferplus_csv)
             meta["ferplus_votes"] = votes_from
-            meta.setdefault("dropped", {})["ferplus_nonface"] = nonface
+            why = "ferplus_no_majority" if labels.startswith("ferplus8") else "ferplus_nonface"
+            meta.setdefault("dropped", {})[why] = dropped
+            if labels.startswith("ferplus8"):
+                class_names = FERPLUS8_CLASS_NAMES
 
     # Folders resolve their class map while reading (folder names); arrays are remapped here.
     if class_map is not None and meta["kind"] != "folder":
