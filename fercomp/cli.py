@@ -99,7 +99,10 @@ def train(
     val_fraction: float = typer.Option(0.1, help="validation carved from train when the source has none"),
     synthetic_per_class: int = typer.Option(300, help="synthetic faces per class"),
     extra_data: Optional[str] = typer.Option(None, help="more train images, e.g. `fercomp gan sample` output (never in val/test)"),
-    teacher: Optional[str] = typer.Option(None, help="distil from this model too: zoo:NAME, a run folder or a .pt"),
+    teacher: Optional[str] = typer.Option(None, help="distil from this model too: zoo:NAME, a run folder or a .pt; "
+                                          "A,B,... for an ensemble"),
+    teacher_views: int = typer.Option(0, help="with --teacher: compute the teachers' outputs (flip TTA) once on N "
+                                              "fixed augmented views and train on those (0: score every batch)"),
     ema: Optional[float] = typer.Option(None, help="keep an exponential moving average of the weights (e.g. 0.999); "
                                         "it is validated and saved"),
     temperature: float = typer.Option(4.0, help="with --teacher: distillation temperature"),
@@ -132,7 +135,8 @@ def train(
         warmup_epochs=warmup_epochs, class_weights=class_weights, balanced_sampler=balanced_sampler,
         early_stop=early_stop, seed=seed, threads=threads, out=out, channels_last=channels_last,
         extra_data=extra_data, head_epochs=head_epochs, unfreeze=unfreeze, finetune_lr=finetune_lr,
-        distill_from=teacher, distill_temperature=temperature, distill_alpha=distill_alpha, ema=ema,
+        distill_from=teacher, teacher_views=teacher_views, distill_temperature=temperature,
+        distill_alpha=distill_alpha, ema=ema,
         device=device, amp=amp, sync_bn=sync_bn, compile=compile,
     )
     if resume:

@@ -63,7 +63,10 @@ class TrainConfig:
     # Later stages: start from a checkpoint (e.g. a pruned model), distil from a teacher run,
     # keep weights that are exactly zero at the start at zero (unstructured / 2:4 sparsity).
     init_from: str | None = None
-    distill_from: str | None = None
+    distill_from: str | None = None  # one teacher, or several separated by commas (an ensemble)
+    # 0: the teachers score every training batch as it is drawn. N > 0: their logits (ensemble +
+    # flip TTA) on N fixed augmented views are computed once and cached (teacher_cache.py).
+    teacher_views: int = 0
     distill_temperature: float = 4.0
     distill_alpha: float = 0.7
     keep_sparsity: bool = False
@@ -93,9 +96,12 @@ class TrainConfig:
             if values[key] is None:
                 values[key] = model_defaults.get(key, default)
         # Later stages run from other working directories: keep file paths absolute.
-        for key in ("data", "ferplus_csv", "init_from", "distill_from", "extra_data"):
+        for key in ("data", "ferplus_csv", "init_from", "extra_data"):
             if values[key] and values[key] != "synthetic" and Path(values[key]).exists():
                 values[key] = str(Path(values[key]).resolve())
+        if values["distill_from"]:
+            values["distill_from"] = ",".join(str(Path(ref).resolve()) if Path(ref).exists() else ref
+                                              for ref in self.teachers)
         if values["head_epochs"] and values["finetune_lr"] is None:
             values["finetune_lr"] = values["lr"] / 10
         cfg = TrainConfig(**values)
@@ -131,6 +137,9 @@ class TrainConfig:
         need(0 <= self.momentum < 1, "--momentum", "in [0, 1)", self.momentum)
         need(self.distill_temperature > 0, "--temperature", "> 0", self.distill_temperature)
         need(0 <= self.distill_alpha <= 1, "--distill-alpha", "in [0, 1]", self.distill_alpha)
+        need(self.teacher_views >= 0, "--teacher-views", ">= 0", self.teacher_views)
+        if self.teacher_views and not self.distill_from:
+            raise ConfigError("--teacher-views caches a teacher's outputs; give the teacher(s) with --teacher")
         need(self.ema is None or 0 < self.ema < 1, "--ema", "in (0, 1), e.g. 0.999", self.ema)
         if self.augment is not None:
             from ..data import AUGMENT_PRESETS
@@ -138,6 +147,11 @@ class TrainConfig:
             need(self.augment in AUGMENT_PRESETS, "--augment", f"one of {AUGMENT_PRESETS}", self.augment)
         if self.class_weights and self.balanced_sampler:
             raise ConfigError("--class-weights and --balanced-sampler both correct imbalance; pick one")
+
+    @property
+    def teachers(self) -> list[str]:
+        """The distillation teachers: --teacher A,B,... (empty without one)."""
+        return [ref.strip() for ref in (self.distill_from or "").split(",") if ref.strip()]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

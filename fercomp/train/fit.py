@@ -51,6 +51,7 @@ from .distributed import (
 from .phases import check_two_phase, frozen_stages, in_head_phase
 from .evaluate import evaluate_model, write_evaluation
 from .losses import distillation_loss
+from .teacher_cache import Teacher, teacher_targets
 from .plots import plot_curves
 
 RESUME_FORMAT = "fercomp-resume/1"
@@ -214,8 +215,19 @@ def fit(
     ckpt = _load_resume_state(run) if resume is not None and (run.path / RESUME_FILE).exists() else None
     if ckpt is not None:  # before the optimizer exists: this may resize layers
         fit_to_state_dict(model, ckpt["model"])
-    teacher = load_teacher(cfg.distill_from, data.class_names) if cfg.distill_from else None
+    teachers = [load_teacher(ref, data.class_names) for ref in cfg.teachers]
     cfg = cfg.resolved(getattr(model, "default_cfg", {}))
+    targets = None
+    if teachers and cfg.teacher_views:  # computed once (or read from the cache) before the run folder exists
+        teacher_images = torch.from_numpy(train.x).unsqueeze(1).to(device)
+        for t in teachers:
+            t.model.to(device)
+        targets = teacher_targets(teachers, teacher_images, cfg.augment,
+                                  cfg.seed, cfg.teacher_views, (torch.from_numpy(val.x).unsqueeze(1).to(device), val.y),
+                                  progress=progress and group.is_main)
+        del teacher_images
+        teachers = []
+    teacher = teachers[0].model if len(teachers) == 1 else (Ensemble(teachers) if teachers else None)
     check_two_phase(cfg, model)
     if cfg.head_epochs:  # before the optimizer: phase 1's frozen stages
         model.set_frozen_stages(frozen_stages(cfg, model, state_epoch(ckpt) + 1))
@@ -241,6 +253,7 @@ def fit(
         model=spec,
         params=float_params,
         macs=float_macs,
+        **({"distillation": targets.record} if targets is not None else {}),
     )
     if run is None:
         if group.is_main:
@@ -298,6 +311,8 @@ def fit(
                 else:
                     order = torch.randperm(len(train), generator=generator)
                 t_epoch, data_s = time.perf_counter(), 0.0
+                if targets is not None:  # this epoch's fixed view and the teachers' cached logits on it
+                    view_x, view_logits = targets.view_for_epoch(train_x, epoch)
                 loss_sum, correct, seen = 0.0, 0, 0
                 for i in range(steps_per_epoch):
                     step = (epoch - 1) * steps_per_epoch + i
@@ -308,7 +323,10 @@ def fit(
                     idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size].to(device)
                     # Every rank augments the whole global batch (the same random draws as one process)
                     # and keeps its share of it.
-                    xb = shard(augment(train_x[idx].float().div_(255.0), generator), group)
+                    if targets is not None:
+                        xb = shard(view_x[idx], group)
+                    else:
+                        xb = shard(augment(train_x[idx].float().div_(255.0), generator), group)
                     xb = ((xb - norm["mean"]) / norm["std"]).contiguous(memory_format=memory_format)
                     idx = shard(idx, group)
                     yb, target = train_y[idx], train_target[idx]
@@ -317,9 +335,9 @@ def fit(
                     with autocast(device, amp):
                         logits = trained(xb)
                         loss = F.cross_entropy(logits, target, weight=weights, label_smoothing=cfg.label_smoothing)
-                        if teacher is not None:
+                        if targets is not None or teacher is not None:
                             with torch.no_grad():
-                                teacher_logits = teacher(xb)
+                                teacher_logits = view_logits[idx] if targets is not None else teacher(xb)
                             loss = distillation_loss(logits, teacher_logits, loss, cfg.distill_temperature, cfg.distill_alpha)
                     optimizer.zero_grad(set_to_none=True)
                     scaler.scale(loss).backward()  # scaling only with fp16; a plain backward otherwise
@@ -396,12 +414,23 @@ def fit(
     return finished
 
 
-def load_teacher(ref: str, class_names) -> torch.nn.Module:
-    """The distillation teacher (zoo:NAME, a run folder or a .pt), which must predict the same classes."""
+def load_teacher(ref: str, class_names) -> Teacher:
+    """A distillation teacher (zoo:NAME, a run folder or a .pt), which must predict the same classes."""
     teacher, spec = load_model_from(ref)
     if list(spec["class_names"]) != list(class_names):
         raise ConfigError(f"--teacher {ref}: its classes {spec['class_names']} differ from the data's {list(class_names)}")
-    return teacher.eval()
+    return Teacher(ref, teacher.eval(), spec)
+
+
+class Ensemble(torch.nn.Module):
+    """Several teachers scoring each batch as it is drawn: their mean logits."""
+
+    def __init__(self, teachers: list[Teacher]):
+        super().__init__()
+        self.members = torch.nn.ModuleList(t.model for t in teachers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(x) for m in self.members]).mean(0)
 
 
 def resumed_config(run: Run, extend_to: int | None) -> TrainConfig:

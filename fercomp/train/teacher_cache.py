@@ -1,0 +1,159 @@
+"""Distillation targets computed once: a teacher ensemble's logits on fixed augmented views.
+
+`train --teacher A,B --teacher-views V` augments the training set V times, each view with the
+run's own augmentation preset and a generator seeded by (seed, view), so any view can be rebuilt
+bit-identically at any epoch instead of being stored (8 views of FER2013 would be 2 GB as float).
+Every teacher sees every view and its mirror image; the logits are averaged over teachers and
+mirrors (flip TTA) and kept as one [V, N, classes] tensor: 6.4 MB for 8 views of FER2013. Student
+epoch e trains on view (e - 1) mod V against those logits, so an epoch costs what plain training
+costs, whatever the teachers' size.
+
+The logits are cached under the user's cache folder, keyed by the teachers' weights, the training
+images, the augmentation, the seed and the number of views, so a second student of the same
+teachers (tiny, then compact) skips the teacher pass; a resumed run finds them there or rebuilds
+them identically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..data import Augmenter
+from ..errors import RunError
+from ..io import save_torch
+from ..runs import load_state_file
+from ..ui import make_progress
+
+CACHE_FORMAT = "fercomp-teacher-logits/1"
+CHUNK = 512  # images augmented or scored at a time: the chunking is part of what makes a view reproducible
+
+
+def cache_dir() -> Path:
+    """Where teacher logits are kept between runs: $FERCOMP_CACHE_DIR, else ~/.cache/fercomp."""
+    root = os.environ.get("FERCOMP_CACHE_DIR") or Path.home() / ".cache" / "fercomp"
+    return Path(root) / "teacher-logits"
+
+
+def view_generator(seed: int, view: int) -> torch.Generator:
+    return torch.Generator().manual_seed(1_000_003 * (seed + 1) + view)
+
+
+@torch.no_grad()
+def augmented_view(images: torch.Tensor, augment: Augmenter, seed: int, view: int) -> torch.Tensor:
+    """View `view` of uint8 images [N,1,H,W]: float [0, 1] images, augmented in fixed chunks."""
+    generator = view_generator(seed, view)
+    return torch.cat([augment(images[i : i + CHUNK].float().div_(255.0), generator)
+                      for i in range(0, len(images), CHUNK)])
+
+
+@dataclass
+class Teacher:
+    ref: str
+    model: torch.nn.Module
+    spec: dict[str, Any]
+
+    @torch.no_grad()
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits for float [0, 1] images [B,1,H,W], averaged with those of the mirror images."""
+        size = tuple(self.spec.get("input_size") or images.shape[-2:])
+        if tuple(images.shape[-2:]) != size:
+            images = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
+        norm = self.spec["normalization"]
+        x = (images - norm["mean"]) / norm["std"]
+        if int(self.spec.get("in_chans", 1)) == 3:
+            x = x.expand(-1, 3, -1, -1)
+        return (self.model(x) + self.model(x.flip(-1))) / 2
+
+
+def ensemble_logits(teachers: Sequence[Teacher], images: torch.Tensor) -> torch.Tensor:
+    """Mean logits of every teacher with flip TTA over float [0, 1] images, scored in chunks."""
+    out = []
+    for i in range(0, len(images), CHUNK):
+        batch = images[i : i + CHUNK]
+        out.append(torch.stack([t.logits(batch) for t in teachers]).mean(0).float())
+    return torch.cat(out)
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def cache_key(teachers: Sequence[Teacher], images: torch.Tensor, augment: str, seed: int, views: int) -> str:
+    what = {
+        "format": CACHE_FORMAT,
+        "teachers": [weights_digest(t.model) for t in teachers],
+        "images": hashlib.sha256(images.cpu().numpy().tobytes()).hexdigest(),
+        "augment": augment, "seed": seed, "views": views, "chunk": CHUNK,
+    }
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass
+class TeacherTargets:
+    """The cached logits [V, N, C] and what rebuilds the view each epoch trains on."""
+
+    logits: torch.Tensor
+    augment: Augmenter
+    seed: int
+    record: dict[str, Any]  # for the run's manifest
+
+    @property
+    def views(self) -> int:
+        return self.logits.shape[0]
+
+    def view_for_epoch(self, images: torch.Tensor, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(augmented images [N,1,H,W], teacher logits [N,C]) for 1-based `epoch`."""
+        view = (epoch - 1) % self.views
+        return augmented_view(images, self.augment, self.seed, view), self.logits[view]
+
+
+def teacher_targets(
+    teachers: Sequence[Teacher], images: torch.Tensor, augment: str, seed: int, views: int,
+    val: tuple[torch.Tensor, np.ndarray] | None = None, progress: bool = True,
+) -> TeacherTargets:
+    """Load the cached logits of these teachers on these views, or compute and cache them.
+
+    images: the training set as uint8 [N,1,H,W] on the training device. val: (uint8 images, labels)
+    to record the ensemble's own validation accuracy with flip TTA, the figure the student chases.
+    """
+    augmenter = Augmenter(augment)
+    key = cache_key(teachers, images, augment, seed, views)
+    path = cache_dir() / f"{key[:24]}.pt"
+    logits = None
+    if path.exists():
+        try:
+            saved = load_state_file(path, CACHE_FORMAT, "cached teacher logits")
+        except RunError:  # a damaged cache is only a cache: compute it again
+            saved = {}
+        if saved.get("key") == key:
+            logits = saved["logits"].float().to(images.device)
+    cached = logits is not None
+    if logits is None:
+        bar = make_progress(progress)
+        with bar:
+            task = bar.add_task(f"teacher logits ({len(teachers)} model(s) x {views} views, flip TTA)", total=views)
+            per_view = []
+            for view in range(views):
+                per_view.append(ensemble_logits(teachers, augmented_view(images, augmenter, seed, view)))
+                bar.advance(task)
+        logits = torch.stack(per_view)
+        save_torch(path, {"format": CACHE_FORMAT, "key": key, "logits": logits.cpu()})
+    record = {"teachers": [t.ref for t in teachers], "views": views, "tta": "flip", "cache": str(path),
+              "cache_key": key, "reused_cache": cached}
+    if val is not None and len(val[1]):
+        val_logits = ensemble_logits(teachers, val[0].float().div(255.0))
+        record["teacher_val_acc"] = float((val_logits.argmax(1).cpu().numpy() == val[1]).mean())
+    return TeacherTargets(logits, augmenter, seed, record)

@@ -1,0 +1,98 @@
+"""Distillation from teachers whose outputs are computed once on fixed augmented views."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fercomp.cli import main
+from fercomp.data import Augmenter
+from fercomp.errors import ConfigError
+from fercomp.runs import Run
+from fercomp.train import TrainConfig, fit
+from fercomp.train.fit import load_teacher
+from fercomp.train.teacher_cache import augmented_view, ensemble_logits, teacher_targets
+
+from test_recipes import cfg, saved
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("FERCOMP_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="module")
+def teachers(tmp_path_factory):
+    root = tmp_path_factory.mktemp("teachers")
+    a = fit(cfg(root, "a", epochs=2), progress=False)
+    b = fit(cfg(root, "b", epochs=2, seed=1), progress=False)
+    return a, b
+
+
+def images(n=40, seed=0):
+    return torch.from_numpy(np.random.default_rng(seed).integers(0, 256, (n, 1, 48, 48), dtype=np.uint8))
+
+
+def test_a_view_is_rebuilt_identically_and_views_differ():
+    x, augment = images(), Augmenter("strong")
+    first = augmented_view(x, augment, seed=0, view=1)
+    assert torch.equal(first, augmented_view(x, augment, seed=0, view=1))
+    assert not torch.equal(first, augmented_view(x, augment, seed=0, view=2))
+    assert not torch.equal(first, augmented_view(x, augment, seed=1, view=1))
+
+
+def test_teacher_logits_are_mirror_symmetric_and_an_ensemble_is_the_mean(teachers):
+    a, b = (load_teacher(str(r.path), Run.load(r.path).manifest["model"]["class_names"]) for r in teachers)
+    x = images(8).float() / 255
+    torch.testing.assert_close(a.logits(x), a.logits(x.flip(-1)))  # flip TTA: a face and its mirror agree
+    plain = a.model((x - 0.5) / 0.25)
+    assert not torch.allclose(a.logits(x), plain)  # ...which the network alone does not do
+    torch.testing.assert_close(ensemble_logits([a, b], x), (a.logits(x) + b.logits(x)) / 2)
+
+
+def test_each_epoch_gets_a_view_and_the_teachers_logits_on_that_same_view(teachers):
+    a, b = (load_teacher(str(r.path), Run.load(r.path).manifest["model"]["class_names"]) for r in teachers)
+    x = images(30)
+    targets = teacher_targets([a, b], x, "strong", seed=3, views=2, progress=False)
+    assert targets.logits.shape == (2, 30, 7) and not targets.record["reused_cache"]
+    for epoch in (1, 2, 3):
+        view, logits = targets.view_for_epoch(x, epoch)
+        torch.testing.assert_close(logits, ensemble_logits([a, b], view))
+    assert torch.equal(targets.view_for_epoch(x, 1)[0], targets.view_for_epoch(x, 3)[0])  # 2 views, cycled
+    again = teacher_targets([a, b], x, "strong", seed=3, views=2, progress=False)
+    assert again.record["reused_cache"] and torch.equal(again.logits, targets.logits)
+    other = teacher_targets([a], x, "strong", seed=3, views=2, progress=False)  # other teachers, other key
+    assert not other.record["reused_cache"]
+
+
+def test_cached_distillation_trains_reuses_the_cache_and_resumes_bit_identically(teachers, tmp_path):
+    ref = ",".join(str(r.path) for r in teachers)
+    student = fit(cfg(tmp_path, "student", distill_from=ref, teacher_views=2, distill_alpha=0.9), progress=False)
+    record = Run.load(student.path).manifest["distillation"]
+    assert record["views"] == 2 and len(record["teachers"]) == 2 and not record["reused_cache"]
+    assert 0 <= record["teacher_val_acc"] <= 1 and Path(record["cache"]).is_file()
+    online = fit(cfg(tmp_path, "online", distill_from=ref, distill_alpha=0.9), progress=False)
+    a, b = saved(student), saved(online)
+    assert any(not torch.equal(a[k], b[k]) for k in a)  # fixed views train differently from fresh draws
+
+    def stop(epoch, _):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(cfg(tmp_path, "killed", distill_from=ref, teacher_views=2, distill_alpha=0.9), progress=False,
+            on_epoch_end=stop)
+    assert Run.load(tmp_path / "killed").manifest["distillation"]["reused_cache"]
+    resumed = fit(TrainConfig(), resume=tmp_path / "killed", progress=False)
+    c = saved(resumed)
+    assert all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_teacher_views_without_a_teacher_is_one_line(tmp_path, capsys):
+    code = main(["train", "--teacher-views", "4", "--epochs", "1", "--out", str(tmp_path / "r"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--teacher-views" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+    with pytest.raises(ConfigError, match="--teacher-views"):
+        TrainConfig(distill_from="x", teacher_views=-1).validate()
