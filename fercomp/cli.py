@@ -99,6 +99,8 @@ def train(
     val_fraction: float = typer.Option(0.1, help="validation carved from train when the source has none"),
     synthetic_per_class: int = typer.Option(300, help="synthetic faces per class"),
     extra_data: Optional[str] = typer.Option(None, help="more train images, e.g. `fercomp gan sample` output (never in val/test)"),
+    mix: str = typer.Option("none", help="none | mixup | cutmix: blend or patch each batch with a shuffled copy"),
+    mix_alpha: Optional[float] = typer.Option(None, help="with --mix: Beta(alpha, alpha) (default 0.2 mixup, 1.0 cutmix)"),
     teacher: Optional[str] = typer.Option(None, help="distil from this model too: zoo:NAME, a run folder or a .pt; "
                                           "A,B,... for an ensemble"),
     teacher_views: int = typer.Option(0, help="with --teacher: compute the teachers' outputs (flip TTA) once on N "
@@ -135,7 +137,7 @@ def train(
         warmup_epochs=warmup_epochs, class_weights=class_weights, balanced_sampler=balanced_sampler,
         early_stop=early_stop, seed=seed, threads=threads, out=out, channels_last=channels_last,
         extra_data=extra_data, head_epochs=head_epochs, unfreeze=unfreeze, finetune_lr=finetune_lr,
-        distill_from=teacher, teacher_views=teacher_views, distill_temperature=temperature,
+        mix=mix, mix_alpha=mix_alpha, distill_from=teacher, teacher_views=teacher_views, distill_temperature=temperature,
         distill_alpha=distill_alpha, ema=ema,
         device=device, amp=amp, sync_bn=sync_bn, compile=compile,
     )

@@ -52,6 +52,8 @@ class TrainConfig:
     class_weights: bool = False
     balanced_sampler: bool = False
     early_stop: int | None = None  # patience in epochs on val accuracy; None = off
+    mix: str = "none"  # none | mixup | cutmix (data/mixing.py)
+    mix_alpha: float | None = None  # Beta(alpha, alpha); None = 0.2 for mixup, 1.0 for cutmix
 
     # Two-phase transfer learning (torchvision models): the first head_epochs train only the new
     # head with the backbone frozen; then the last `unfreeze` stages (None = all) train too, with
@@ -140,6 +142,13 @@ class TrainConfig:
         need(self.teacher_views >= 0, "--teacher-views", ">= 0", self.teacher_views)
         if self.teacher_views and not self.distill_from:
             raise ConfigError("--teacher-views caches a teacher's outputs; give the teacher(s) with --teacher")
+        from ..data.mixing import MIX_MODES
+
+        need(self.mix in MIX_MODES, "--mix", f"one of {MIX_MODES}", self.mix)
+        need(self.mix_alpha is None or self.mix_alpha > 0, "--mix-alpha", "> 0", self.mix_alpha)
+        if self.mix != "none" and self.distill_from:
+            raise ConfigError("--mix with --teacher: a teacher's answer on a mixed image is not the mix of its "
+                              "answers; use one or the other")
         need(self.ema is None or 0 < self.ema < 1, "--ema", "in (0, 1), e.g. 0.999", self.ema)
         if self.augment is not None:
             from ..data import AUGMENT_PRESETS

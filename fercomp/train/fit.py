@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from .. import zoo
 from ..data import Augmenter, FerData, balanced_sampler_indices, class_weights, load_data
 from ..data.extra import load_extra, with_extra
+from ..data.mixing import DEFAULT_ALPHA, mix_batch
 from ..data.sources import require_val_split
 from ..device import CompiledOrEager
 from ..errors import ConfigError, RunError
@@ -330,6 +331,9 @@ def fit(
                     xb = ((xb - norm["mean"]) / norm["std"]).contiguous(memory_format=memory_format)
                     idx = shard(idx, group)
                     yb, target = train_y[idx], train_target[idx]
+                    if cfg.mix != "none":
+                        xb, target = mix_batch(xb, target, data.num_classes, cfg.mix,
+                                               cfg.mix_alpha or DEFAULT_ALPHA[cfg.mix], generator)
                     data_s += time.perf_counter() - t_data
 
                     with autocast(device, amp):
