@@ -30,7 +30,7 @@ from fercomp.deploy.board import face_detect as ssd  # noqa: E402
 from fercomp.deploy.detectors import Face, create_detector  # noqa: E402
 from fercomp.deploy.faces import Box  # noqa: E402
 
-THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.6)
+THRESHOLDS = (0.2, 0.3, 0.4, 0.45, 0.5, 0.55, 0.6)
 MARGINS = (0.0, 0.05, 0.1, 0.15, 0.2)
 
 
@@ -60,6 +60,12 @@ def with_threshold(name: str, threshold: float):
     return lambda image: [Face(Box(x, y, w, h), s, k) for x, y, w, h, s, k in blazeface.detect(image)]
 
 
+def at_least_as_precise(rows: dict, name: str, precision: float) -> float | None:
+    """The threshold with the highest recall among those whose precision is at least `precision`."""
+    fits = [(row["recall"], -t) for t in THRESHOLDS if (row := rows[f"{name}@{t}"])["precision"] >= precision]
+    return -max(fits)[1] if fits else None
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(REPO / DEFAULT_DATA))
@@ -76,12 +82,19 @@ def main() -> int:
     report["thresholds"] = {}
     lines += ["## Score threshold (faces 80 to 260 px)", "", "| detector | min score | precision | recall | false boxes |",
               "|---|---:|---:|---:|---:|"]
+    haar = score_detector(frames, create_detector("haar").detect, create_detector("haar").margin)
+    report["thresholds"]["haar"] = haar
+    lines.append(f"| haar | - | {haar['precision']:.3f} | {haar['recall']:.3f} | {haar['false_positives']} |")
+    report["chosen_threshold"] = {}
     for name in ("blazeface", "blazeface-full"):
         for threshold in THRESHOLDS:
             row = score_detector(frames, with_threshold(name, threshold), create_detector(name).margin)
             report["thresholds"][f"{name}@{threshold}"] = row
             lines.append(f"| {name} | {threshold} | {row['precision']:.3f} | {row['recall']:.3f} | {row['false_positives']} |")
             print(lines[-1], flush=True)
+        report["chosen_threshold"][name] = at_least_as_precise(report["thresholds"], name, haar["precision"])
+    lines += ["", "Chosen (the highest recall at a precision no worse than Haar's on these frames): " + ", ".join(
+        f"{name} {threshold}" for name, threshold in report["chosen_threshold"].items()) + "."]
 
     frames = public_test_frames(data, args.frames, (130, 241), seed=2)
     report["margins"] = {}

@@ -63,14 +63,15 @@ class BlazeFaceVariant:
 
 
 # Score thresholds below MediaPipe's (0.5 / 0.6), chosen on FER2013 PublicTest faces pasted into
-# 640x480 frames as the highest recall at precision >= 0.9 (benchmarks/detector_selection.py):
-# short range 0.4 (recall 0.722, precision 0.916; 0.681 at 0.5), full range 0.3 (0.672, 0.902;
-# 0.400 at 0.6). A 0.1 margin around BlazeFace's box classified best among margins 0 to 0.2
-# (57.5% end to end), and makes the crop about 1.2x the box, FER2013's own framing.
+# 640x480 frames as the highest recall at a precision no worse than Haar's on the same frames
+# (0.929; benchmarks/detector_selection.py): short range 0.45 (recall 0.702, precision 0.935; 0.722
+# and 0.916 at 0.4), full range 0.4 (0.593, 0.931). A 0.1 margin around BlazeFace's box classified
+# best among margins 0 to 0.2 (57.5% end to end), and makes the crop about 1.2x the box, FER2013's
+# own framing.
 BLAZEFACE = {
-    "blazeface": BlazeFaceVariant("face_detection_short_range.onnx", replace(ssd.SHORT_RANGE, min_score=0.4),
+    "blazeface": BlazeFaceVariant("face_detection_short_range.onnx", replace(ssd.SHORT_RANGE, min_score=0.45),
                                   margin=0.1),
-    "blazeface-full": BlazeFaceVariant("face_detection_full_range.onnx", replace(ssd.FULL_RANGE, min_score=0.3),
+    "blazeface-full": BlazeFaceVariant("face_detection_full_range.onnx", replace(ssd.FULL_RANGE, min_score=0.4),
                                        margin=0.1),
 }
 DETECTORS = (*BLAZEFACE, HaarDetector.name)
