@@ -235,6 +235,8 @@ def prune(
     temperature: float = typer.Option(4.0, help="distillation temperature"),
     alpha: float = typer.Option(0.7, help="weight of the distillation term (1 - alpha for the labels)"),
     out: Optional[str] = typer.Option(None, help="new run folder (default <parent>-p50, -s50, -sp24)"),
+    data: Optional[str] = typer.Option(None, help="measure and fine-tune on this source (default: the parent's own; "
+                                                  "a zoo model needs it)"),
     threads: Optional[int] = typer.Option(None),
     device: Device = None,
     amp: Amp = None,
@@ -246,7 +248,7 @@ def prune(
     cfg = PruneConfig(parent=run, ratio=ratio, importance=importance, global_pruning=global_pruning,
                       round_to=round_to, steps=steps, unstructured=unstructured, sparsity=sparsity,
                       pattern=pattern, finetune_epochs=finetune_epochs, lr=lr, distill=distill,
-                      temperature=temperature, alpha=alpha, out=out, threads=threads,
+                      temperature=temperature, alpha=alpha, out=out, threads=threads, data=data,
                       device=device, amp=amp)
     result = prune_run(cfg, progress=progress)
     _print_prune_summary(result)

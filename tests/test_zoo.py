@@ -115,7 +115,7 @@ def test_predict_without_model_uses_the_default_zoo_model_on_a_photo(tmp_path, c
 
 
 def test_every_stage_takes_a_zoo_name(tmp_path, capsys, monkeypatch):
-    """evaluate, predict, export, quantize, bench, ensemble, explain and a training's --teacher resolve
+    """evaluate, predict, export, quantize, prune, bench, ensemble, explain and a training's --teacher resolve
     zoo:NAME; results go to artifacts/, never into the package."""
     from fercomp.data.synthetic import make_synthetic
 
@@ -138,6 +138,11 @@ def test_every_stage_takes_a_zoo_name(tmp_path, capsys, monkeypatch):
     ok("quantize", f"zoo:{name}", "--data", "faces.npz", "--calib", "64", "--no-progress")
     int8 = Run.load(tmp_path / "artifacts" / f"{name}-ptq-int8")
     assert int8.manifest["parent"] == f"zoo:{name}" and int8.parent.is_zoo
+    ok("prune", f"zoo:{name}", "--data", "faces.npz", "--ratio", "0.3", "--finetune-epochs", "1", "--out", "pruned",
+       "--no-progress")
+    pruned = Run.load(tmp_path / "pruned")
+    assert pruned.manifest["parent"] == f"zoo:{name}" and pruned.manifest["config"]["data"].endswith("faces.npz")
+    assert pruned.manifest["params"] < zoo.card(name)["params"]
     ok("bench", f"zoo:{name}", "--backends", "onnxruntime", "--batch-sizes", "1", "--iters", "5", "--warmup", "1",
        "--no-peak", "--data", "faces.npz", "--out", "bench", "--no-progress")
     report = json.loads((tmp_path / "bench" / "report.json").read_text())

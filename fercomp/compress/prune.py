@@ -55,6 +55,7 @@ class PruneConfig:
     alpha: float = 0.7
     out: str | None = None
     threads: int | None = None
+    data: str | None = None  # measure and fine-tune on this source (default: the parent's own)
     device: str | None = None  # fine-tuning and distillation: --device / --amp as `train` takes them
     amp: str | None = None
 
@@ -221,7 +222,7 @@ def _prune_once(cfg: PruneConfig, parent: Run, out: Path, ratio: float, progress
     """One prune + fine-tune into a new run at `out`, or into `into` (a multi-step prune's own folder,
     which already holds the plan and the other rounds, so it is never removed on failure)."""
     parent, model, spec = _load_parent(str(parent.path))
-    data = data_for_run(parent, None)
+    data = data_for_run(parent, cfg.data)
     before = {"params": count_params(model), "macs": count_macs(model), "accuracy": _accuracy(model, data, spec)}
 
     if cfg.pattern:
@@ -278,22 +279,22 @@ def _finetune_pruned(cfg, run, parent, model, spec, data, after, parent_cfg, spa
                    metrics={"val_acc": after["accuracy"].get("val"), "test_acc": report["accuracy"],
                             "test_macro_f1": report["macro_f1"]})
         return run
-    finetune = TrainConfig.from_dict({
-        **parent_cfg.to_dict(),
-        "init_from": str((run.path / PRUNED_FILE).resolve()),
-        "epochs": epochs,
-        "lr": cfg.lr if cfg.lr is not None else parent_cfg.lr * FINETUNE_LR_FACTOR,
-        "warmup_epochs": 0,
-        "early_stop": None,
-        "out": str(run.path),
-        "distill_from": parent.ref if cfg.distill else None,
-        "distill_temperature": cfg.temperature,
-        "distill_alpha": cfg.alpha,
-        "keep_sparsity": sparse,
-        "threads": cfg.threads or parent_cfg.threads,
-        "device": cfg.device,  # where this host fine-tunes, not where the parent trained
-        "amp": cfg.amp,
-    })
+    finetune = parent_cfg.for_later_stage(
+        parent.ref if cfg.distill else None,
+        init_from=str((run.path / PRUNED_FILE).resolve()),
+        epochs=epochs,
+        lr=cfg.lr if cfg.lr is not None else parent_cfg.lr * FINETUNE_LR_FACTOR,
+        warmup_epochs=0,
+        early_stop=None,
+        out=str(run.path),
+        distill_temperature=cfg.temperature,
+        distill_alpha=cfg.alpha,
+        keep_sparsity=sparse,
+        threads=cfg.threads or parent_cfg.threads,
+        device=cfg.device,  # where this host fine-tunes, not where the parent trained
+        amp=cfg.amp,
+        **({"data": cfg.data} if cfg.data else {}),
+    )
     run = fit(finetune, run=run, progress=progress)
     _record_final(run, sparse)
     run.unlock()  # finished: recording the figures took the lock again

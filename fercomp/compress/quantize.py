@@ -153,21 +153,20 @@ def _quantize_aware_training(cfg: QuantizeConfig, parent: Run, out: Path, progre
         "format": "QDQ ONNX", "tool": "torchao PT2E (prepare_qat_pt2e / convert_pt2e, XNNPACK annotator)",
         "epochs": cfg.epochs, "freeze_bn_after_epoch": freeze_bn, "freeze_observers_after_epoch": freeze_observers,
         "distill": cfg.distill})
-    train_cfg = TrainConfig.from_dict({
-        **parent_cfg.to_dict(),
-        "init_from": parent.ref,
-        "epochs": cfg.epochs,
-        "lr": cfg.lr if cfg.lr is not None else parent_cfg.lr * QAT_LR_FACTOR,
-        "warmup_epochs": 0,
-        "early_stop": None,
-        "out": str(run.path),
-        "distill_from": parent.ref if cfg.distill else None,
-        "keep_sparsity": False,
-        "threads": cfg.threads or parent_cfg.threads,
-        "device": cfg.device,
-        "amp": "off",
+    train_cfg = parent_cfg.for_later_stage(
+        parent.ref if cfg.distill else None,
+        init_from=parent.ref,
+        epochs=cfg.epochs,
+        lr=cfg.lr if cfg.lr is not None else parent_cfg.lr * QAT_LR_FACTOR,
+        warmup_epochs=0,
+        early_stop=None,
+        out=str(run.path),
+        keep_sparsity=False,
+        threads=cfg.threads or parent_cfg.threads,
+        device=cfg.device,
+        amp="off",
         **({"data": cfg.data} if cfg.data else {}),
-    })
+    )
     recipe = QatRecipe(freeze_bn, freeze_observers, source_run=parent.ref, activations=cfg.activations)
     with removed_on_failure(run):
         return fit(train_cfg, run=run, progress=progress, recipe=recipe)

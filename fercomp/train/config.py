@@ -162,6 +162,15 @@ class TrainConfig:
         """The distillation teachers: --teacher A,B,... (empty without one)."""
         return [ref.strip() for ref in (self.distill_from or "").split(",") if ref.strip()]
 
+    def for_later_stage(self, distill_from: str | None, **changes: Any) -> "TrainConfig":
+        """The training settings of a stage that fine-tunes this run's model (pruning, QAT): this
+        recipe with `changes`. The run's own teachers stay behind: the stage distils from
+        `distill_from` (its parent) or from nothing, and a teacher rules out mixing."""
+        values = {**self.to_dict(), **changes, "distill_from": distill_from, "teacher_views": 0}
+        if distill_from:
+            values["mix"] = "none"
+        return TrainConfig.from_dict(values)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -1,0 +1,64 @@
+"""Which teachers to distil the small zoo models from, chosen on FER2013 PublicTest (never PrivateTest).
+
+    python benchmarks/teacher_choice.py zoo:standard zoo:compact zoo:tiny
+        # writes benchmarks/results/teacher_choice.{json,md}
+
+Each candidate set is scored as `train --teacher A,B --teacher-views N` would use it: the mean
+logits of its members on each image and its mirror (teacher_cache.ensemble_logits). The set with the
+best PublicTest accuracy teaches; its PrivateTest figure is reported, not used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results_io import DEFAULT_DATA, REPO, write_result_json, write_result_text  # noqa: E402
+
+from fercomp.data import load_data  # noqa: E402
+from fercomp.train.fit import load_teacher  # noqa: E402
+from fercomp.train.teacher_cache import ensemble_logits  # noqa: E402
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("teachers", nargs="+", help="candidate teachers: zoo:NAME, run folders or .pt")
+    ap.add_argument("--data", default=str(REPO / DEFAULT_DATA))
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    data = load_data(args.data)
+    teachers = [load_teacher(ref, data.class_names) for ref in args.teachers]
+    splits = {name: data.split(name) for name in ("val", "test")}
+    logits = {t.ref: {name: ensemble_logits([t], torch.from_numpy(s.x).unsqueeze(1).float() / 255)
+                      for name, s in splits.items()} for t in teachers}
+    rows = []
+    for size in range(1, len(teachers) + 1):
+        for members in itertools.combinations(args.teachers, size):
+            acc = {name: float((torch.stack([logits[m][name] for m in members]).mean(0).argmax(1).numpy()
+                                == s.y).mean()) for name, s in splits.items()}
+            rows.append({"teachers": list(members), "val_acc": acc["val"], "test_acc": acc["test"]})
+    best = max(rows, key=lambda r: r["val_acc"])
+    lines = ["# Choosing the distillation teachers on FER2013 PublicTest", "",
+             f"Command: `python benchmarks/teacher_choice.py {' '.join(args.teachers)}`. Each set: mean logits of "
+             "its members on the image and its mirror.", "",
+             "| teachers | PublicTest (selects) | PrivateTest (reported) |", "|---|---:|---:|"]
+    for r in sorted(rows, key=lambda r: -r["val_acc"]):
+        mark = " **chosen**" if r is best else ""
+        lines.append(f"| {' + '.join(r['teachers'])}{mark} | {r['val_acc']:.2%} | {r['test_acc']:.2%} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    results = REPO / "benchmarks" / "results"
+    write_result_json(results / "teacher_choice.json", {"data": args.data, "rows": rows, "chosen": best["teachers"]})
+    write_result_text(results / "teacher_choice.md", text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
