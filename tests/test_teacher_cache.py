@@ -96,3 +96,14 @@ def test_teacher_views_without_a_teacher_is_one_line(tmp_path, capsys):
     assert not (tmp_path / "r").exists()
     with pytest.raises(ConfigError, match="--teacher-views"):
         TrainConfig(distill_from="x", teacher_views=-1).validate()
+
+
+def test_a_later_stage_leaves_the_parents_teachers_and_mixing_behind():
+    parent = TrainConfig(distill_from="zoo:standard,zoo:compact", teacher_views=8)
+    plain = parent.for_later_stage(None, epochs=2)
+    assert (plain.distill_from, plain.teacher_views, plain.epochs) == (None, 0, 2)
+    plain.validate()  # --teacher-views without --teacher would be refused
+    mixed = TrainConfig(mix="cutmix").for_later_stage("artifacts/parent")
+    assert (mixed.distill_from, mixed.mix) == ("artifacts/parent", "none")
+    mixed.validate()
+    assert TrainConfig(mix="cutmix").for_later_stage(None).mix == "cutmix"
