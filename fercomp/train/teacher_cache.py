@@ -71,7 +71,10 @@ class Teacher:
         x = (images - norm["mean"]) / norm["std"]
         if int(self.spec.get("in_chans", 1)) == 3:
             x = x.expand(-1, 3, -1, -1)
-        return (self.model(x) + self.model(x.flip(-1))) / 2
+        # NHWC: 1.3x (SE-ResNet) to 3.4x (separable convolutions) faster on this CPU than NCHW
+        x = x.contiguous(memory_format=torch.channels_last)
+        flipped = x.flip(-1).contiguous(memory_format=torch.channels_last)
+        return (self.model(x) + self.model(flipped)) / 2
 
 
 def ensemble_logits(teachers: Sequence[Teacher], images: torch.Tensor) -> torch.Tensor:
@@ -130,6 +133,8 @@ def teacher_targets(
     to record the ensemble's own validation accuracy with flip TTA, the figure the student chases.
     """
     augmenter = Augmenter(augment)
+    for teacher in teachers:
+        teacher.model.to(memory_format=torch.channels_last)
     key = cache_key(teachers, images, augment, seed, views)
     path = cache_dir() / f"{key[:24]}.pt"
     logits = None
