@@ -96,6 +96,20 @@ def lineage_commands(run: Run) -> list[str]:
     return [without_folders(r.manifest["command"]) for r in run.lineage() if r.manifest.get("command")]
 
 
+def teacher_recipes(run: Run) -> list[dict[str, Any]]:
+    """How each distillation teacher of the run's lineage was made, as the teacher was when it taught
+    (a zoo name may later point at a newer model)."""
+    teachers = []
+    for r in run.lineage():
+        for ref in (r.manifest.get("distillation") or {}).get("teachers", []):
+            if ref.startswith(zoo.PREFIX):
+                card = zoo.card(ref[len(zoo.PREFIX):])
+                teachers.append({"ref": ref, "test_acc": card["test"]["accuracy"], "recipe": card["recipe"]})
+            else:
+                teachers.append({"ref": without_folders(ref), "recipe": lineage_commands(Run.load(ref))})
+    return teachers
+
+
 def measure(folder: Path, data: Path, threads: int) -> dict[str, Any]:
     """Accuracy from the packaged files (torch or ONNX Runtime) and bench latency."""
     from fercomp.bench import BenchConfig
@@ -136,6 +150,7 @@ def make_card(run: Run, name: str, tier: str, folder: Path, measured: dict, data
         "data": {"file": data.name, "sha256": sha256_file(data), "labels": (m.get("config") or {}).get("labels", "fer2013"),
                  "selected_on": "val (FER2013 PublicTest)", "reported_on": "test (FER2013 PrivateTest)"},
         "recipe": lineage_commands(run),
+        **({"teachers": teachers} if (teachers := teacher_recipes(run)) else {}),
         "val": measured["scores"]["val"],
         "test": measured["scores"]["test"],
         "target_test_acc": TIERS[tier]["target_test_acc"],
@@ -217,6 +232,9 @@ def render(index: dict[str, Any]) -> str:
     for name, c in index["models"].items():
         lines.append(f"- **zoo:{name}** ({c['latency'].get('cpu')}, {c['latency']['threads']} threads):")
         lines += [f"  - `{cmd}`" for cmd in c["recipe"]]
+        for teacher in c.get("teachers", []):
+            taught = f" ({teacher['test_acc']:.2%} PrivateTest then)" if "test_acc" in teacher else ""
+            lines.append(f"  - teacher {teacher['ref']}{taught}: " + "; ".join(f"`{cmd}`" for cmd in teacher["recipe"]))
     lines += ["", "Data terms: " + DATA_TERMS, ""]
     return "\n".join(lines)
 
