@@ -320,12 +320,13 @@ def export_cmd(
     workspace: int = typer.Option(1024, help="TensorRT builder workspace, MiB"),
     threads: Optional[int] = typer.Option(None),
     data: Optional[str] = typer.Option(None, help="parity images from this source (default: the run's own test split)"),
-    formats: Optional[str] = typer.Option(None, "--format", help="onnx,openvino,litert,tensorrt (several "
+    formats: Optional[str] = typer.Option(None, "--format", help="onnx,openvino,litert,ncnn,tensorrt (several "
                                           "comma-separated; ONNX is always written, the others convert from it)"),
     ov_precision: str = typer.Option("auto", help="OpenVINO inference precision: auto (bf16 where the CPU has it) | f32"),
+    ncnn_precision: str = typer.Option("fp32", help="NCNN weights and activations: fp32 | fp16"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
-    """ONNX (+ onnxsim, checker, metadata) verified against PyTorch; optionally TensorRT, OpenVINO, LiteRT."""
+    """ONNX (+ onnxsim, checker, metadata) verified against PyTorch; optionally TensorRT, OpenVINO, LiteRT, NCNN."""
     from .deploy.export import ExportConfig, export_run
     from .deploy.formats import EDGE, parse_formats
 
@@ -338,7 +339,7 @@ def export_cmd(
     report = export_run(ExportConfig(run=run, opset=opset, dynamic_batch=dynamic_batch, simplify=simplify, trt=trt,
                                      precision=precision, sparse=sparse, parity_images=parity_images,
                                      max_batch=max_batch, workspace_mib=workspace, threads=threads, data=data,
-                                     formats=chosen, ov_precision=ov_precision),
+                                     formats=chosen, ov_precision=ov_precision, ncnn_precision=ncnn_precision),
                         progress=progress)
     p, o = report["parity"], report["onnx"]
     table = Table(title=f"fercomp export — {run}")
@@ -399,7 +400,7 @@ def _int_list(text: str, flag: str) -> tuple[int, ...]:
 def bench(
     runs: Optional[list[str]] = typer.Argument(None, help="run folders (a family: baseline, pruned, INT8 ...)"),
     backends: str = typer.Option("torch,onnxruntime,tensorrt", help="comma-separated backends (also openvino, "
-                                 "litert: run `fercomp export RUN --format ...` first)"),
+                                 "litert, ncnn: run `fercomp export RUN --format ...` first)"),
     ov_precision: str = typer.Option("auto", help="OpenVINO inference precision: auto | f32"),
     batch_sizes: str = typer.Option("1,64", help="batch 1 gives latency, the larger ones throughput"),
     threads: int = typer.Option(2, help="threads for every backend, fixed and stated"),
@@ -470,7 +471,7 @@ def evaluate(
     run: str = typer.Argument(..., help="run folder or .pt checkpoint"),
     data: Optional[str] = typer.Option(None, help="another data source (default: the run's own)"),
     split: str = typer.Option("test", help="train | val | test | all"),
-    backend: Optional[str] = typer.Option(None, help="torch | onnxruntime | openvino | litert "
+    backend: Optional[str] = typer.Option(None, help="torch | onnxruntime | openvino | litert | ncnn "
                                           "(default: the run's deliverable)"),
     ov_precision: str = typer.Option("auto", help="OpenVINO inference precision: auto | f32"),
     threads: Optional[int] = typer.Option(None),
@@ -609,7 +610,7 @@ def predict(
     model: Optional[str] = typer.Option(None, help="zoo:NAME, run folder, .pt, .onnx or TensorRT .engine "
                                                    "(default: the default zoo model)"),
     out: Optional[str] = typer.Option(None, help="output folder (default artifacts/predict/<timestamp>)"),
-    backend: Optional[str] = typer.Option(None, help="torch | onnxruntime | tensorrt | openvino | litert "
+    backend: Optional[str] = typer.Option(None, help="torch | onnxruntime | tensorrt | openvino | litert | ncnn "
                                           "(default: the model's own)"),
     every: int = typer.Option(1, help="videos and webcams: analyse every Nth frame"),
     detect: bool = typer.Option(True, "--detect/--no-detect", help="find faces, or take each image as one face crop"),
