@@ -363,7 +363,8 @@ def export_cmd(
 @app.command()
 def deploy(
     run: str = typer.Argument(..., help="run folder (float or INT8)"),
-    target: str = typer.Option("jetson", help="jetson (JetPack 6, TensorRT 10)"),
+    target: str = typer.Option("jetson", help="jetson (JetPack 6, TensorRT 10) | rpi (LiteRT or NCNN) | x86 (OpenVINO)"),
+    runtime: Optional[str] = typer.Option(None, help="rpi: litert (default) | ncnn; x86: openvino"),
     out: Optional[str] = typer.Option(None, help="bundle path (default: <run>-<target>.tar.gz beside the run)"),
     precision: Optional[str] = typer.Option(None, help="fp32 | fp16 | int8 (default: int8 for INT8 runs, else fp16)"),
     sparse: Optional[bool] = typer.Option(None, "--sparse/--dense", help="2:4 sparse kernels (default: on for 2:4 runs)"),
@@ -371,19 +372,21 @@ def deploy(
     test_images: bool = typer.Option(True, "--test-images/--no-test-images", help="ship the test split for on-board accuracy"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
-    """A bundle a Jetson uses without fercomp: ONNX, build_engine.sh (trtexec), board runtime + benchmark, README."""
+    """A bundle a board uses without fercomp: the model, a board runtime + benchmark, the face detector, README."""
     from .deploy.bundle import DeployConfig, deploy_run
 
     result = deploy_run(DeployConfig(run=run, target=target, out=out, precision=precision, sparse=sparse,
-                                     max_batch=max_batch, test_images=test_images), progress=progress)
+                                     max_batch=max_batch, test_images=test_images, runtime=runtime), progress=progress)
     table = Table(title=f"fercomp deploy — {result['bundle']} ({result['precision']})")
     table.add_column("file")
     table.add_column("bytes", justify="right")
     for name, size in sorted(result["files"].items()):
         table.add_row(f"{result['folder']}/{name}", f"{size:,}")
     console.print(table)
-    console.print(f"on the board: tar xzf {result['bundle']} && cd {result['folder']} && ./build_engine.sh "
-                  "&& python3 -m fercomp_board.bench", soft_wrap=True, highlight=False)
+    then = ("./build_engine.sh && python3 -m fercomp_board.bench" if target == "jetson"
+            else "pip install -r requirements.txt && python3 -m fercomp_board.edge_bench")
+    console.print(f"on the board: tar xzf {result['bundle']} && cd {result['folder']} && {then}",
+                  soft_wrap=True, highlight=False)
 
 
 def _int_list(text: str, flag: str) -> tuple[int, ...]:
