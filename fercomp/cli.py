@@ -615,6 +615,7 @@ def predict(
     out: Optional[str] = typer.Option(None, help="output folder (default artifacts/predict/<timestamp>)"),
     backend: Optional[str] = typer.Option(None, help="torch | onnxruntime | tensorrt | openvino | litert | ncnn "
                                           "(default: the model's own)"),
+    ov_precision: str = typer.Option("auto", help="OpenVINO inference precision: auto (bf16 where the CPU has it) | f32"),
     every: int = typer.Option(1, help="videos and webcams: analyse every Nth frame"),
     detect: bool = typer.Option(True, "--detect/--no-detect", help="find faces, or take each image as one face crop"),
     detector: str = typer.Option("blazeface", help="blazeface (short range, fast) | blazeface-full (small, far "
@@ -649,10 +650,12 @@ def predict(
                                             detect=detect, detector=detector, margin=margin,
                                             detect_every=detect_every, smooth=smooth, pipeline=pipeline, level=level,
                                             threads=threads, batch_size=batch_size,
-                                            annotate=annotate, max_frames=max_frames, device=device),
+                                            annotate=annotate, max_frames=max_frames, device=device,
+                                            ov_precision=ov_precision),
                               progress=progress)
     detected = f", {summary['detector']}" if summary["detector"] else ""
-    table = Table(title=f"fercomp predict ({summary['backend']}{detected})")
+    precision = f" {summary['inference_precision']}" if summary.get("inference_precision") else ""
+    table = Table(title=f"fercomp predict ({summary['backend']}{precision}{detected})")
     table.add_column("")
     table.add_column("count", justify="right")
     table.add_column("share", justify="right")

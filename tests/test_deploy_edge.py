@@ -1,6 +1,7 @@
 """`fercomp deploy --target rpi|x86`: each bundle's board runtime, run in a subprocess where fercomp
 cannot be imported, finds the faces of a photo and a video and gives the emotions `fercomp predict`
-gives on the PC with the same model file; its benchmark writes `fercomp bench`'s report format."""
+gives on the PC with the same model file; its benchmark writes `fercomp bench`'s report format.
+And `fercomp predict` on a video with every edge backend gives ONNX Runtime's CSV."""
 
 import csv
 import hashlib
@@ -141,3 +142,24 @@ def test_rpi_ncnn_of_an_int8_run_is_refused(runs, tmp_path, capsys):
     assert main(["deploy", str(runs["int8"].path), "--target", "rpi", "--runtime", "ncnn", "--out", str(out)]) == 2
     assert "ncnn2int8" in capsys.readouterr().err and not out.exists()
 
+
+@pytest.mark.parametrize("backend", ["openvino", "ncnn"])
+def test_predict_video_on_an_edge_backend_gives_onnxruntimes_csv(runs, tmp_path, scene, backend):
+    pytest.importorskip(backend)
+    video = scene[1:]
+    on_edge = pc_rows(runs["float"].path, backend, video, tmp_path / backend)
+    on_ort = pc_rows(runs["float"].path, "onnxruntime", video, tmp_path / "ort")
+    assert len(on_ort) == 3 * 2 and on_edge == on_ort  # same faces, same emotions, frame by frame
+
+
+def test_cli_predict_ov_precision(runs, tmp_path, scene, capsys):
+    pytest.importorskip("openvino")
+    out = tmp_path / "f32"
+    assert main(["predict", scene[0], "--model", str(runs["float"].path), "--backend", "openvino",
+                 "--ov-precision", "f32", "--out", str(out), "--no-annotate", "--no-progress"]) == 0
+    assert "f32" in capsys.readouterr().err  # the precision OpenVINO ran in is said
+    bad = tmp_path / "bad"
+    assert main(["predict", scene[0], "--model", str(runs["float"].path), "--backend", "openvino",
+                 "--ov-precision", "bf8", "--out", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--ov-precision" in err and not bad.exists()
