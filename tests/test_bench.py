@@ -195,3 +195,37 @@ def test_tensorrt_rows_report_latency_with_and_without_copies(family, tmp_path, 
     timed_calls = 3 * (1 + 3)
     assert cuda.copies - copies_before >= 2 * timed_calls
     assert cuda.opened == cuda.closed and cuda.memory == {}
+
+
+def test_pareto_plot_shows_every_backend(tmp_path, monkeypatch):
+    """Every backend with a batch-1 row is a series of its own (its own colour and marker), a backend
+    that was asked for but not measured is named, and two devices keep the same backend apart."""
+    from fercomp.bench import report as report_module
+    from fercomp.deploy.board.report_format import make_row
+
+    backends = ("torch", "onnxruntime", "tensorrt", "openvino", "litert", "ncnn")
+    rows = [make_row(run="tiny", backend=b, precision="fp32", device="cpu", batch=1, params=56_000, accuracy=0.64 + i / 100,
+                     p50_ms=0.1 * (i + 1)) for i, b in enumerate(backends)]
+    rows.append(make_row(run="tiny", backend="coreml", batch=1, status="unavailable", reason="not here"))
+    assert list(report_module.pareto_series(rows)) == list(backends)
+    drawn = []
+    from fercomp.train.plots import plt
+
+    original = plt.Axes.scatter
+
+    def scatter(ax, *args, **kwargs):
+        drawn.append((kwargs.get("label"), kwargs.get("color"), kwargs.get("marker")))
+        return original(ax, *args, **kwargs)
+
+    monkeypatch.setattr(plt.Axes, "scatter", scatter)
+    assert report_module.plot_pareto(rows, tmp_path / "pareto.png")
+    assert [d[0] for d in drawn] == list(backends)
+    assert len({(d[1], d[2]) for d in drawn}) == len(backends)  # six different looks
+    assert (tmp_path / "pareto.png").stat().st_size > 0
+    # a merged report: ncnn on the PC and on a Raspberry Pi are two series in two colours
+    pi = dict(rows[-2], device="Raspberry Pi 5")
+    series = report_module.pareto_series([rows[-2], pi])
+    assert sorted(series) == ["ncnn (Raspberry Pi 5)", "ncnn (cpu)"]
+    drawn.clear()
+    report_module.plot_pareto([rows[-2], pi], tmp_path / "merged.png")
+    assert len({d[1] for d in drawn}) == 2

@@ -130,37 +130,64 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return front
 
 
+# one colour and marker per backend, the same in every report (a merged report keeps them apart by device)
+BACKEND_STYLE = {"torch": ("C0", "o"), "onnxruntime": ("C1", "s"), "tensorrt": ("C2", "^"), "openvino": ("C3", "D"),
+                 "litert": ("C4", "v"), "ncnn": ("C5", "P")}
+
+
+def pareto_series(rows: list[dict], batch: int = 1) -> dict[str, list[dict]]:
+    """The plotted rows by legend label: every backend with a measured row at `batch` (backend, or
+    "backend (device)" when the rows come from several devices), in BACKEND_STYLE's order."""
+    points = [r for r in rows if r.get("status") == "ok" and r.get("batch") == batch and r.get("accuracy") is not None]
+    devices = len({p.get("device") for p in points})
+    order = list(BACKEND_STYLE)
+    points.sort(key=lambda r: (order.index(r["backend"]) if r["backend"] in order else len(order), str(r.get("device"))))
+    series: dict[str, list[dict]] = {}
+    for r in points:
+        series.setdefault(f"{r['backend']} ({r['device']})" if devices > 1 else r["backend"], []).append(r)
+    return series
+
+
 def plot_pareto(rows: list[dict], path: str | Path, batch: int = 1) -> bool:
-    """Accuracy against p50 latency at `batch`; marker area ~ params, one colour per backend."""
+    """Accuracy against p50 latency at `batch`: every backend in its own colour and marker (marker area
+    ~ params), the Pareto front over all of them, and the backends with no row at this batch named."""
     from matplotlib.ticker import NullFormatter
 
     from ..train.plots import plt
     from ..io import save_figure
 
-    points = [r for r in rows if r.get("status") == "ok" and r.get("batch") == batch and r.get("accuracy") is not None]
-    if not points:
+    series = pareto_series(rows, batch)
+    if not series:
         return False
+    points = [r for group in series.values() for r in group]
     fig, ax = plt.subplots(figsize=(8, 5))
-    colours = {}
     largest = max(r.get("params") or 1 for r in points)
-    for r in points:
-        key = f"{r['backend']} ({r['device']})" if len({p['device'] for p in points}) > 1 else r["backend"]
-        colour = colours.setdefault(key, f"C{len(colours)}")
-        size = 30 + 600 * ((r.get("params") or 1) / largest) ** 0.5
-        ax.scatter(r["p50_ms"], 100 * r["accuracy"], s=size, color=colour, alpha=0.6, edgecolors="k",
-                   label=key if key not in ax.get_legend_handles_labels()[1] else None)
-        ax.annotate(f"{r['run']} {r['precision']}", (r["p50_ms"], 100 * r["accuracy"]), fontsize=7,
-                    textcoords="offset points", xytext=(5, 4))
+    extra = iter(f"C{i}" for i in range(len(BACKEND_STYLE), 100))
+    used: set[str] = set()
+    for label, group in series.items():
+        colour, marker = BACKEND_STYLE.get(group[0]["backend"], (None, "o"))
+        if colour is None or colour in used:  # an unknown backend, or one backend on a second device
+            colour = next(extra)
+        used.add(colour)
+        for i, r in enumerate(group):
+            size = 30 + 600 * ((r.get("params") or 1) / largest) ** 0.5
+            ax.scatter(r["p50_ms"], 100 * r["accuracy"], s=size, color=colour, marker=marker, alpha=0.6,
+                       edgecolors="k", label=label if i == 0 else None)
+            ax.annotate(f"{r['run']} {r['precision']}", (r["p50_ms"], 100 * r["accuracy"]), fontsize=7,
+                        textcoords="offset points", xytext=(5, 4))
     front = pareto_front([(r["p50_ms"], r["accuracy"]) for r in points])
     ax.plot([points[i]["p50_ms"] for i in front], [100 * points[i]["accuracy"] for i in front], "k--", lw=1,
             label="Pareto front")
+    missing = sorted({r["backend"] for r in rows} - {r["backend"] for r in points})
+    if missing:  # a backend asked for but not measured here (unavailable, or no accuracy): said on the plot
+        ax.plot([], [], " ", label=f"not measured: {', '.join(missing)}")
     ax.set_xscale("log")
     ax.xaxis.set_minor_formatter(NullFormatter())  # minor log labels overlap on narrow ranges
     ax.set(xlabel=f"p50 latency at batch {batch} (ms, log scale)", ylabel="accuracy (%)",
-           title="accuracy vs latency (marker area ~ parameters)")
+           title="accuracy vs latency, every backend (marker area ~ parameters)")
     ax.grid(True, which="both", alpha=0.3)
     legend = ax.legend(fontsize=8)
-    for handle in legend.legend_handles[:len(colours)]:  # one marker size in the legend, not the first model's
+    for handle in legend.legend_handles[:len(series)]:  # one marker size in the legend, not the first model's
         handle.set_sizes([40])
     save_figure(path, fig)
     plt.close(fig)

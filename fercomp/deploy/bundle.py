@@ -35,7 +35,11 @@ from .detectors import BLAZEFACE, MODELS_DIR
 from .onnx_export import read_metadata
 from .tensorrt import FP16_ONNX_FILE, PRECISIONS, to_fp16_onnx, trtexec_command
 
-TARGETS = ("jetson",)
+TARGETS = ("jetson", "rpi", "x86")
+# a CPU board's runtimes: the first is the default (rpi: LiteRT with XNNPACK, or NCNN; x86: OpenVINO)
+EDGE_RUNTIMES = {"rpi": ("litert", "ncnn"), "x86": ("openvino",)}
+EDGE_MODULES = ("__init__.py", "trt_runtime.py", "timing.py", "board_info.py", "report_format.py", "bench.py",
+                "face_detect.py", "detect.py", "edge_runtime.py", "edge_detect.py", "edge_bench.py")
 BOARD_PACKAGE = Path(__file__).parent / "board"
 BOARD_MODULES = ("__init__.py", "trt_runtime.py", "timing.py", "board_info.py", "report_format.py", "bench.py",
                  "classify.py", "face_detect.py", "detect.py")
@@ -54,16 +58,28 @@ class DeployConfig:
     opt_batch: int = 16
     workspace_mib: int = 1024
     test_images: bool = True
+    runtime: str | None = None  # rpi: litert (default) | ncnn; x86: openvino
 
     def validate(self) -> None:
         if self.target not in TARGETS:
             raise ConfigError(f"--target must be one of {', '.join(TARGETS)} (got {self.target!r})")
+        if self.target == "jetson" and self.runtime not in (None, "tensorrt"):
+            raise ConfigError(f"--runtime: a Jetson bundle runs TensorRT (got {self.runtime!r})")
+        if self.target in EDGE_RUNTIMES and self.runtime not in (None, *EDGE_RUNTIMES[self.target]):
+            raise ConfigError(f"--runtime for --target {self.target} must be one of "
+                              f"{', '.join(EDGE_RUNTIMES[self.target])} (got {self.runtime!r})")
+        if self.target != "jetson" and (self.precision is not None or self.sparse):
+            raise ConfigError("--precision and --sparse configure the Jetson's TensorRT engine; the "
+                              f"{self.target} bundle carries the run's verified {self.edge_runtime()} export")
         if self.out is not None and not self.out.endswith((".tar.gz", ".tgz")):
             raise ConfigError(f"--out must name a .tar.gz file (got {self.out!r})")
         if self.precision is not None and self.precision not in PRECISIONS:
             raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)} (got {self.precision!r})")
         require_at_least(("--max-batch", self.max_batch, 1), ("--opt-batch", self.opt_batch, 1),
                          ("--workspace", self.workspace_mib, 16))
+
+    def edge_runtime(self) -> str:
+        return self.runtime or EDGE_RUNTIMES[self.target][0]
 
     def resolved_precision(self, run: Run) -> str:
         """The engine precision for this run; refuses combinations TensorRT cannot build."""
@@ -259,6 +275,11 @@ def bundle_files(run: Run, cfg: DeployConfig) -> tuple[dict[str, bytes], list[st
 def deploy_run(cfg: DeployConfig, progress: bool = True) -> dict[str, Any]:
     cfg.validate()
     run = Run.load(cfg.run).require_complete()
+    if cfg.target != "jetson":
+        from .edge_bundle import edge_bundle_files
+
+        files = edge_bundle_files(run, cfg, progress)
+        return _write_bundle(run, cfg, files, command=[])
     if cfg.resolved_precision(run) == "int8":  # before anything is written
         require_tensorrt_int8(run.path / ONNX_FILE)
     if not _exported(run):
@@ -267,6 +288,10 @@ def deploy_run(cfg: DeployConfig, progress: bool = True) -> dict[str, Any]:
         export_run(ExportConfig(run=str(run.path)), progress=progress)
         run = Run.load(run.path)
     files, command = bundle_files(run, cfg)
+    return _write_bundle(run, cfg, files, command)
+
+
+def _write_bundle(run: Run, cfg: DeployConfig, files: dict[str, bytes], command: list[str]) -> dict[str, Any]:
     out = Path(cfg.out) if cfg.out else run.home / f"{run.name}-{cfg.target}.tar.gz"
     folder = out.name.removesuffix(".tar.gz").removesuffix(".tgz")
     with atomic_path(out) as tmp:
@@ -278,4 +303,4 @@ def deploy_run(cfg: DeployConfig, progress: bool = True) -> dict[str, Any]:
                 tar.addfile(info, io.BytesIO(data))
     return {"bundle": str(out), "folder": folder, "files": {n: len(b) for n, b in files.items()},
             "precision": json.loads(files["model.json"])["precision"],
-            "build_command": " ".join(command)}
+            "build_command": " ".join(command) or None}

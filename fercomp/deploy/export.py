@@ -22,7 +22,7 @@ from ..errors import ConfigError, FercompError, RunError, require_at_least
 from ..io import atomic_path, sha256_file, write_json, write_text
 from ..runs import ONNX_FILE, Run, is_2to4_run, writable_copy
 from ..ui import console
-from .formats import EDGE, FORMATS, export_format, kept, remove_converted, require_format
+from .formats import EDGE, FORMATS, export_format, kept, preflight, remove_converted, require_format
 from .onnx_export import OPSET, export_onnx, read_metadata
 from .runtime import ENGINE_FILE, OnnxPredictor, TorchPredictor, engine_metadata_path
 from .tensorrt import PRECISIONS, EngineSpec, TensorRTUnavailable
@@ -56,6 +56,7 @@ class ExportConfig:
     data: str | None = None  # parity images from this source instead of the run's own
     formats: tuple[str, ...] = ("onnx",)  # edge formats (formats.EDGE) convert from the verified ONNX
     ov_precision: str = "auto"  # OpenVINO inference precision for its parity check: auto | f32
+    ncnn_precision: str = "fp32"  # NCNN weights and activations: fp32 | fp16
 
     def validate(self) -> None:
         require_at_least(("--max-batch", self.max_batch, 1), ("--opt-batch", self.opt_batch, 1),
@@ -69,6 +70,10 @@ class ExportConfig:
         unknown = [f for f in self.formats if f not in FORMATS]
         if unknown:
             raise ConfigError(f"--format must be one or more of {', '.join(FORMATS)} (got {', '.join(unknown)})")
+        if "ncnn" in self.formats:
+            from .ncnn_backend import check_precision
+
+            check_precision(self.ncnn_precision)
         if self.parity_images is not None and self.parity_images < 1:
             raise ConfigError(f"--parity-images must be >= 1 (got {self.parity_images})")
 
@@ -124,6 +129,8 @@ def export_run(cfg: ExportConfig, progress: bool = True) -> dict[str, Any]:
 
         torch.set_num_threads(cfg.threads)
     source = Run.load(cfg.run).require_complete()
+    for fmt in (f for f in cfg.formats if f in EDGE):
+        preflight(fmt, source, cfg)  # e.g. a run this format cannot take: said before anything is written
     run = writable_copy(source)  # a zoo model is read-only: it exports into artifacts/<name>
     if run is not source:
         log(f"{source.ref} is read-only; exporting its copy in {run.path}")

@@ -16,6 +16,8 @@ EXTRAS = {
     "openvino": ("openvino", "OpenVINO export and runtime"),
     "ai_edge_litert": ("litert", "the LiteRT runtime"),
     "litert_torch": ("litert", "the LiteRT converter"),
+    "ncnn": ("ncnn", "the NCNN runtime"),
+    "pnnx": ("ncnn", "the NCNN converter (pnnx)"),
 }
 
 

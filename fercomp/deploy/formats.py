@@ -14,17 +14,19 @@ from typing import Any
 from ..errors import ConfigError
 
 # every value `fercomp export --format` takes; onnx is always written (the others convert from it)
-FORMATS = ("onnx", "openvino", "litert", "tensorrt")
+FORMATS = ("onnx", "openvino", "litert", "ncnn", "tensorrt")
 
 # backend -> (module, entry file in a run folder, file suffix, predictor class, export function)
 EDGE = {
     "openvino": ("openvino_backend", "model.xml", ".xml", "OpenVINOPredictor", "export_openvino"),
     "litert": ("litert_backend", "model.tflite", ".tflite", "LiteRTPredictor", "export_litert"),
+    "ncnn": ("ncnn_backend", "model.ncnn.param", ".ncnn.param", "NCNNPredictor", "export_ncnn"),
 }
 # backend -> (the package its runtime imports, the file holding its weights, the converter's package)
 RUNTIME = {
     "openvino": ("openvino", "model.bin", "openvino"),
     "litert": ("ai_edge_litert", "model.tflite", "litert_torch"),
+    "ncnn": ("ncnn", "model.ncnn.bin", "pnnx"),
 }
 
 
@@ -59,6 +61,13 @@ def require_format(backend: str) -> None:
     if backend in RUNTIME:
         for module in dict.fromkeys((RUNTIME[backend][2], RUNTIME[backend][0])):
             require(module)
+
+
+def preflight(backend: str, run, cfg) -> None:
+    """The format's own checks of the run and the options (e.g. NCNN takes no INT8 run), before any work."""
+    check = getattr(_module(backend), "preflight", None)
+    if check is not None:
+        check(run, cfg)
 
 
 def weights_file(backend: str) -> str:

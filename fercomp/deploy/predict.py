@@ -76,6 +76,7 @@ class PredictConfig:
     annotate: bool = True
     max_frames: int | None = None
     device: str | None = None  # the torch backend's --device (auto: CUDA, then MPS, else CPU)
+    ov_precision: str = "auto"  # OpenVINO's inference precision: auto (bf16 where the CPU has it) | f32
 
     def validate(self) -> None:
         def need(cond: bool, flag: str, rule: str, value: Any) -> None:
@@ -91,6 +92,7 @@ class PredictConfig:
         need(self.batch_size >= 1, "--batch-size", ">= 1", self.batch_size)
         need(self.threads is None or self.threads >= 1, "--threads", ">= 1", self.threads)
         need(self.max_frames is None or self.max_frames >= 1, "--max-frames", ">= 1", self.max_frames)
+        need(self.ov_precision in ("auto", "f32"), "--ov-precision", "auto or f32", self.ov_precision)
 
 
 @dataclass
@@ -486,7 +488,7 @@ def predict_sources(config: PredictConfig, progress: bool = True) -> dict[str, A
     # Everything that can fail on user input happens before the output folder exists.
     sources = resolve_sources(config.sources, exclude=out.resolve())
     predictor = runtime.load(config.model, backend=config.backend, threads=config.threads,
-                             batch_size=config.batch_size, device=config.device)
+                             batch_size=config.batch_size, device=config.device, ov_precision=config.ov_precision)
     detector = create_detector(config.detector) if config.detect else None
     if config.threads:
         cv2.setNumThreads(config.threads)
@@ -495,6 +497,7 @@ def predict_sources(config: PredictConfig, progress: bool = True) -> dict[str, A
     class_names = list(predictor.class_names)
     summary: dict[str, Any] = {
         "model": str(config.model), "backend": predictor.backend,
+        "inference_precision": getattr(predictor, "inference_precision", None),
         "detector": detector.name if detector else None, "device": str(getattr(predictor, "device", "cpu")),
         "sources": len(config.sources),
         "files": 0, "frames": 0, "faces": 0, "no_face": 0, "errors": 0, "annotated": 0,
