@@ -378,13 +378,16 @@ def deploy(
     sparse: Optional[bool] = typer.Option(None, "--sparse/--dense", help="2:4 sparse kernels (default: on for 2:4 runs)"),
     max_batch: int = typer.Option(64, help="largest batch of the engine's profile"),
     test_images: bool = typer.Option(True, "--test-images/--no-test-images", help="ship the test split for on-board accuracy"),
+    data: Optional[str] = typer.Option(None, help="test images from this source (default: the run's own; a zoo model "
+                                                  "needs it)"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """A bundle a board uses without fercomp: the model, a board runtime + benchmark, the face detector, README."""
     from .deploy.bundle import DeployConfig, deploy_run
 
     result = deploy_run(DeployConfig(run=run, target=target, out=out, precision=precision, sparse=sparse,
-                                     max_batch=max_batch, test_images=test_images, runtime=runtime), progress=progress)
+                                     max_batch=max_batch, test_images=test_images, runtime=runtime, data=data),
+                        progress=progress)
     table = Table(title=f"fercomp deploy — {result['bundle']} ({result['precision']})")
     table.add_column("file")
     table.add_column("bytes", justify="right")

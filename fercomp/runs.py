@@ -316,14 +316,17 @@ def writable_copy(run: Run, dest: str | Path | None = None) -> Run:
     dest = Path(dest) if dest else run.home / run.name
     if (dest / MANIFEST).is_file():
         copy = Run.load(dest)
-        if copy.manifest.get("copied_from") == run.ref and copy.manifest.get("files") == run.manifest.get("files"):
+        # the same weights: the files as copied (a stage such as export may have rewritten some since)
+        copied = copy.manifest.get("copied_files", copy.manifest.get("files"))
+        if copy.manifest.get("copied_from") == run.ref and copied == run.manifest.get("files"):
             return copy
         raise RunError(f"{dest}: another run is already there; pass --out to copy {run.ref} elsewhere")
     dest.mkdir(parents=True, exist_ok=True)
     for file in run.path.iterdir():
         if file.is_file() and file.name != MANIFEST:
             shutil.copy2(file, dest / file.name)
-    copy = Run(dest, {**run.manifest, "name": dest.name, "copied_from": run.ref, "created": now_iso()})
+    copy = Run(dest, {**run.manifest, "name": dest.name, "copied_from": run.ref, "copied_files": run.manifest.get("files"),
+                      "created": now_iso()})
     copy.save()
     return copy
 

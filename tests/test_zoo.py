@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import shutil
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -115,7 +117,7 @@ def test_predict_without_model_uses_the_default_zoo_model_on_a_photo(tmp_path, c
 
 
 def test_every_stage_takes_a_zoo_name(tmp_path, capsys, monkeypatch):
-    """evaluate, predict, export, quantize, prune, bench, ensemble, explain and a training's --teacher resolve
+    """evaluate, predict, export, quantize, prune, deploy, bench, ensemble, explain and a training's --teacher resolve
     zoo:NAME; results go to artifacts/, never into the package."""
     from fercomp.data.synthetic import make_synthetic
 
@@ -143,6 +145,12 @@ def test_every_stage_takes_a_zoo_name(tmp_path, capsys, monkeypatch):
     pruned = Run.load(tmp_path / "pruned")
     assert pruned.manifest["parent"] == f"zoo:{name}" and pruned.manifest["config"]["data"].endswith("faces.npz")
     assert pruned.manifest["params"] < zoo.card(name)["params"]
+    ok("deploy", f"zoo:{name}", "--data", "faces.npz", "--out", "jetson.tar.gz", "--no-progress")
+    with tarfile.open(tmp_path / "jetson.tar.gz") as tar:
+        board = json.load(tar.extractfile(next(m for m in tar.getmembers() if m.name.endswith("/model.json"))))
+        shipped = np.load(io.BytesIO(tar.extractfile(next(m for m in tar.getmembers()
+                                                          if m.name.endswith("/test_images.npz"))).read()))
+    assert board["reference_accuracy"]["data"].endswith("faces.npz test") and len(shipped["y"]) == len(y) // 10
     ok("bench", f"zoo:{name}", "--backends", "onnxruntime", "--batch-sizes", "1", "--iters", "5", "--warmup", "1",
        "--no-peak", "--data", "faces.npz", "--out", "bench", "--no-progress")
     report = json.loads((tmp_path / "bench" / "report.json").read_text())

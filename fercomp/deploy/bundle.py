@@ -27,7 +27,7 @@ import onnx
 from .. import __version__
 from ..errors import ConfigError, require_at_least
 from ..io import atomic_path, sha256_file
-from ..runs import ONNX_FILE, Run, is_2to4_run, recorded_sparsity
+from ..runs import ONNX_FILE, Run, is_2to4_run, recorded_sparsity, writable_copy
 from ..ui import console
 from .export import EXPORT_REPORT, ExportConfig, engine_spec, export_run, held_out_split, require_tensorrt_int8
 from .board.face_detect import options_to_json
@@ -59,6 +59,7 @@ class DeployConfig:
     workspace_mib: int = 1024
     test_images: bool = True
     runtime: str | None = None  # rpi: litert (default) | ncnn; x86: openvino
+    data: str | None = None  # test images from this source (default: the run's own; a zoo model needs it)
 
     def validate(self) -> None:
         if self.target not in TARGETS:
@@ -213,19 +214,18 @@ def _board_meta(run: Run, onnx_path: Path, precision: str, sparse: bool, spec) -
             "onnx": ONNX_FILE, "engine": "model.engine"}
 
 
-def _test_images_npz(run: Run) -> bytes:
-    split, class_names, _ = held_out_split(run)
+def test_images_npz(split, class_names) -> bytes:
+    """The held-out images and labels a bundle carries for its on-board accuracy check."""
     buffer = io.BytesIO()
     np.savez_compressed(buffer, x=split.x, y=split.y, class_names=np.array(class_names))
     return buffer.getvalue()
 
 
-def _reference_accuracy(run: Run, onnx_path: Path) -> dict[str, Any]:
+def _reference_accuracy(onnx_path: Path, split, where: str) -> dict[str, Any]:
     """ONNX Runtime's accuracy on the bundled test images: the board's benchmark refuses an engine
     that falls clearly below it (the board has no ONNX Runtime to compare with)."""
     from .runtime import OnnxPredictor
 
-    split, _, where = held_out_split(run)
     predicted = OnnxPredictor(onnx_path).predict_proba(split.x).argmax(1)
     return {"accuracy": float((predicted == split.y).mean()), "images": int(len(split.y)),
             "backend": "onnxruntime", "data": where}
@@ -265,8 +265,9 @@ def bundle_files(run: Run, cfg: DeployConfig) -> tuple[dict[str, bytes], list[st
         files[f"fercomp_board/{name}"] = (BOARD_PACKAGE / name).read_bytes()
     files.update(detector_files())
     if cfg.test_images:
-        files[TEST_IMAGES] = _test_images_npz(run)
-        meta["reference_accuracy"] = _reference_accuracy(run, onnx_path)
+        split, class_names, where = held_out_split(run, cfg.data)
+        files[TEST_IMAGES] = test_images_npz(split, class_names)
+        meta["reference_accuracy"] = _reference_accuracy(onnx_path, split, where)
         files["model.json"] = (json.dumps(meta, indent=2) + "\n").encode()
     files["SHA256SUMS"] = "".join(f"{hashlib.sha256(b).hexdigest()}  {n}\n" for n, b in sorted(files.items())).encode()
     return files, command
@@ -285,8 +286,8 @@ def deploy_run(cfg: DeployConfig, progress: bool = True) -> dict[str, Any]:
     if not _exported(run):
         if progress:
             console.print(f"{run.name} has no verified ONNX yet: exporting it first")
-        export_run(ExportConfig(run=str(run.path)), progress=progress)
-        run = Run.load(run.path)
+        export_run(ExportConfig(run=str(run.path), data=cfg.data), progress=progress)
+        run = Run.load(writable_copy(run).path)  # a zoo model exported into its copy in artifacts/
     files, command = bundle_files(run, cfg)
     return _write_bundle(run, cfg, files, command)
 

@@ -19,7 +19,7 @@ import json
 from typing import Any
 
 from .. import __version__
-from ..runs import Run, recorded_sparsity
+from ..runs import Run, recorded_sparsity, writable_copy
 from ..ui import console
 from .edge import read_metadata
 from .formats import entry_file, kept, require_format, weights_file
@@ -81,11 +81,7 @@ def _reference_accuracy(run: Run, fmt: str, split, where: str) -> dict[str, Any]
 
 def edge_bundle_files(run: Run, cfg, progress: bool) -> dict[str, bytes]:
     """Every file of a rpi / x86 bundle by its path inside the bundle folder."""
-    import io
-
-    import numpy as np
-
-    from .bundle import BOARD_PACKAGE, EDGE_MODULES, TEST_IMAGES, detector_files
+    from .bundle import BOARD_PACKAGE, EDGE_MODULES, TEST_IMAGES, detector_files, test_images_npz
     from .export import ExportConfig, export_run, held_out_split
 
     fmt = cfg.edge_runtime()
@@ -93,12 +89,12 @@ def edge_bundle_files(run: Run, cfg, progress: bool) -> dict[str, bytes]:
         require_format(fmt)  # before anything is written
         from .formats import preflight
 
-        export_cfg = ExportConfig(run=str(run.path), formats=("onnx", fmt), ov_precision="f32")
+        export_cfg = ExportConfig(run=str(run.path), formats=("onnx", fmt), ov_precision="f32", data=cfg.data)
         preflight(fmt, run, export_cfg)
         if progress:
             console.print(f"{run.name} has no verified {fmt} export yet: exporting it first")
         export_run(export_cfg, progress=progress)
-        run = Run.load(run.path)
+        run = Run.load(writable_copy(run).path)  # a zoo model exported into its copy in artifacts/
     record = run.manifest["export"][fmt]
     entry = entry_file(fmt)
     lineage_root = run.lineage()[0]
@@ -111,10 +107,8 @@ def edge_bundle_files(run: Run, cfg, progress: bool) -> dict[str, bytes]:
         files[f"fercomp_board/{name}"] = (BOARD_PACKAGE / name).read_bytes()
     files.update(detector_files())
     if cfg.test_images:
-        split, class_names, where = held_out_split(run)
-        buffer = io.BytesIO()
-        np.savez_compressed(buffer, x=split.x, y=split.y, class_names=np.array(class_names))
-        files[TEST_IMAGES] = buffer.getvalue()
+        split, class_names, where = held_out_split(run, cfg.data)
+        files[TEST_IMAGES] = test_images_npz(split, class_names)
         meta["reference_accuracy"] = _reference_accuracy(run, fmt, split, where)
     files["model.json"] = (json.dumps(meta, indent=2) + "\n").encode()
     files["requirements.txt"] = (BOARD_REQUIREMENTS[fmt].replace(" ", "\n") + "\n").encode()
