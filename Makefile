@@ -28,5 +28,5 @@ demo: install
 # The quick suite (under 10 minutes on 2 cores) leaves out the tests marked slow; CI runs them
 # all (.ci/run sets FERCOMP_ALL_TESTS=1).
 test: install
-	$(VENV)/bin/python -m pytest -q $(if $(FERCOMP_ALL_TESTS),,-m "not slow"); rc=$$?; \
+	$(VENV)/bin/python -m pytest -q --durations=15 $(if $(FERCOMP_ALL_TESTS),,-m "not slow"); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; fi; exit $$rc

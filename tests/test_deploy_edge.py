@@ -24,6 +24,9 @@ from fercomp.deploy.export import ExportConfig, export_run
 from fercomp.deploy.extras import available
 from fercomp.deploy.predict import PredictConfig, predict_sources
 
+# CI runs these (FERCOMP_ALL_TESTS=1); the quick suite leaves them out: OpenVINO, NCNN and LiteRT exports before each bundle.
+pytestmark = pytest.mark.slow
+
 # the board's Python: fercomp cannot be imported there, only the bundle's fercomp_board
 NO_FERCOMP = ("import runpy, sys; sys.modules['fercomp'] = None; sys.argv[0] = 'board'; "
               "runpy.run_module(sys.argv.pop(1), run_name='__main__')")

@@ -20,6 +20,9 @@ from fercomp.runs import Run
 from fercomp.train import evaluate_run
 from missing_extras import hide_modules
 
+# CI runs these (FERCOMP_ALL_TESTS=1); the quick suite leaves them out: pnnx conversions (about 4 minutes on 2 busy cores).
+pytestmark = pytest.mark.slow
+
 pytest.importorskip("ncnn", reason="the ncnn extra is in requirements.lock; make install provides it")
 pytest.importorskip("pnnx", reason="the ncnn extra is in requirements.lock; make install provides it")
 
