@@ -131,7 +131,8 @@ def measure(folder: Path, data: Path, threads: int) -> dict[str, Any]:
     return {"scores": scores, "latency": latency, "host": bench.get("host") or host_info(), "threads": threads}
 
 
-def make_card(run: Run, name: str, tier: str, folder: Path, measured: dict, data: Path, summary: str) -> dict:
+def make_card(run: Run, name: str, tier: str, folder: Path, measured: dict, data: Path, summary: str,
+              teachers: list[dict[str, Any]]) -> dict:
     m = run.manifest
     spec = m["model"]
     return {
@@ -150,7 +151,7 @@ def make_card(run: Run, name: str, tier: str, folder: Path, measured: dict, data
         "data": {"file": data.name, "sha256": sha256_file(data), "labels": (m.get("config") or {}).get("labels", "fer2013"),
                  "selected_on": "val (FER2013 PublicTest)", "reported_on": "test (FER2013 PrivateTest)"},
         "recipe": lineage_commands(run),
-        **({"teachers": teachers} if (teachers := teacher_recipes(run)) else {}),
+        **({"teachers": teachers} if teachers else {}),
         "val": measured["scores"]["val"],
         "test": measured["scores"]["test"],
         "target_test_acc": TIERS[tier]["target_test_acc"],
@@ -170,6 +171,7 @@ def add_entry(name: str, run_path: Path, tier: str, summary: str, int8: bool, da
         raise SystemExit(f"{run_path}: {run.manifest['params']:,} params is over the {tier} tier's {limit:,}")
     if not (run.path / ONNX_FILE).is_file():
         export_run(ExportConfig(run=str(run.path), threads=threads))
+    teachers = teacher_recipes(run)  # before the entry is replaced: a teacher may be the model it replaces
     entries = [(name, run, None, {MODEL_FILE: run.model_path, ONNX_FILE: run.path / ONNX_FILE})]
     if int8:
         q_path = run.path.parent / f"{run.name}-ptq-int8"
@@ -185,7 +187,7 @@ def add_entry(name: str, run_path: Path, tier: str, summary: str, int8: bool, da
         zoo.forget()
         measured = measure(folder, data, threads)
         what = summary + (" INT8 (PTQ, QDQ ONNX for ONNX Runtime)" if entry_run.stage == "quantize" else "")
-        index["models"][entry_name] = make_card(entry_run, entry_name, tier, folder, measured, data, what)
+        index["models"][entry_name] = make_card(entry_run, entry_name, tier, folder, measured, data, what, teachers)
         write_json(zoo.INDEX_FILE, index)  # before the next entry: an INT8 entry's parent resolves through it
         zoo.forget()
         print(f"zoo:{entry_name}: test {measured['scores']['test']['accuracy']:.2%} "
