@@ -105,6 +105,7 @@ def qat(trained, tmp_path_factory):
                                        out=str(tmp_path_factory.mktemp("qat") / "qat")), progress=False)
 
 
+@pytest.mark.slow  # a QAT fine-tune in its fixture (about a minute on 2 cores)
 def test_qat_exports_fully_fused_int8_that_matches_its_fake_quant_model(qat, trained):
     m = qat.manifest
     assert m["stage"] == "quantize" and m["status"] == "complete"
@@ -126,6 +127,7 @@ def qat_s8(trained, tmp_path_factory):
                                        out=str(tmp_path_factory.mktemp("qat8") / "qat8")), progress=False)
 
 
+@pytest.mark.slow  # a QAT fine-tune in its fixture (about a minute on 2 cores)
 def test_s8_symmetric_qat_exports_tensorrt_ready_int8_that_stays_accurate(qat_s8, trained, tmp_path, monkeypatch):
     """--mode qat --activations s8-sym: signed INT8, zero points 0, so TensorRT (and a Jetson) takes it."""
     import fake_tensorrt

@@ -66,6 +66,7 @@ def test_each_epoch_gets_a_view_and_the_teachers_logits_on_that_same_view(teache
     assert not other.record["reused_cache"]
 
 
+@pytest.mark.slow  # four trainings
 def test_cached_distillation_trains_reuses_the_cache_and_resumes_bit_identically(teachers, tmp_path):
     ref = ",".join(str(r.path) for r in teachers)
     student = fit(cfg(tmp_path, "student", distill_from=ref, teacher_views=2, distill_alpha=0.9), progress=False)
