@@ -10,30 +10,19 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-
-from .trt_runtime import TrtModel, load_metadata, preprocess, softmax
+from .detect import classify_crops
+from .trt_runtime import TrtModel, load_metadata
 
 
 def main(argv: list[str] | None = None) -> int:
-    import cv2
-
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("images", nargs="+")
     ap.add_argument("--engine", default="model.engine")
     ap.add_argument("--meta", default="model.json")
     args = ap.parse_args(argv)
     meta = load_metadata(args.meta)
-    names = meta["class_names"]
     with TrtModel(args.engine) as model:  # frees the CUDA stream and buffers however this ends
-        for path in args.images:
-            image = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
-            if image is None:
-                print(f"{path}\terror: not a readable image")
-                continue
-            probs = softmax(model.infer(preprocess(image[None], meta)))[0]
-            best = int(np.argmax(probs))
-            print(f"{path}\t{names[best]}\t{probs[best]:.3f}")
+        classify_crops(model, meta, args.images)
     return 0
 
 

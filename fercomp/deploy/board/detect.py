@@ -87,18 +87,37 @@ def main(argv: list[str] | None = None) -> int:
     with open(args.detector_meta, encoding="utf-8") as fh:
         detector_config = json.load(fh)
     with TrtModel(args.detector_engine) as detector, TrtModel(args.engine) as classifier:
-        find = FaceClassifier(detector, classifier, detector_config, meta)
-        for path in args.sources:
-            for frame, image in frames(path, args.every):
-                if image is None:
-                    print(f"{path}\t{frame}\terror: not a readable image or video")
-                    continue
-                faces = find(image)
-                if not faces:
-                    print(f"{path}\t{frame}\tno face found")
-                for (x, y, w, h), name, confidence in faces:
-                    print(f"{path}\t{frame}\t{x}\t{y}\t{w}\t{h}\t{name}\t{confidence:.3f}")
+        print_faces(FaceClassifier(detector, classifier, detector_config, meta), args.sources, args.every)
     return 0
+
+
+def print_faces(find, sources: list[str], every: int) -> None:
+    """One tab-separated line per face found by `find` in each photo or video frame."""
+    for path in sources:
+        for frame, image in frames(path, every):
+            if image is None:
+                print(f"{path}\t{frame}\terror: not a readable image or video")
+                continue
+            faces = find(image)
+            if not faces:
+                print(f"{path}\t{frame}\tno face found")
+            for (x, y, w, h), name, confidence in faces:
+                print(f"{path}\t{frame}\t{x}\t{y}\t{w}\t{h}\t{name}\t{confidence:.3f}")
+
+
+def classify_crops(model, meta: dict, paths: list[str]) -> None:
+    """One line per image taken as a whole face crop: source, emotion, confidence."""
+    import cv2
+
+    names = meta["class_names"]
+    for path in paths:
+        image = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
+        if image is None:
+            print(f"{path}\terror: not a readable image")
+            continue
+        probs = softmax(model.infer(preprocess(image[None], meta)))[0]
+        best = int(np.argmax(probs))
+        print(f"{path}\t{names[best]}\t{probs[best]:.3f}")
 
 
 if __name__ == "__main__":

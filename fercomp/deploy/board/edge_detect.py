@@ -15,25 +15,9 @@ import argparse
 import json
 import sys
 
-import numpy as np
-
-from .detect import FaceClassifier, frames
+from .detect import FaceClassifier, classify_crops, print_faces
 from .edge_runtime import EdgeModel, OnnxDetector
-from .trt_runtime import load_metadata, preprocess, softmax
-
-
-def classify_crops(model: EdgeModel, meta: dict, paths: list[str]) -> None:
-    import cv2
-
-    names = meta["class_names"]
-    for path in paths:
-        image = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
-        if image is None:
-            print(f"{path}\terror: not a readable image")
-            continue
-        probs = softmax(model.infer(preprocess(image[None], meta)))[0]
-        best = int(np.argmax(probs))
-        print(f"{path}\t{names[best]}\t{probs[best]:.3f}")
+from .trt_runtime import load_metadata
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,17 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     with open(args.detector_meta, encoding="utf-8") as fh:
         detector_config = json.load(fh)
-    find = FaceClassifier(OnnxDetector(args.detector, threads=args.threads), model, detector_config, meta)
-    for path in args.sources:
-        for frame, image in frames(path, args.every):
-            if image is None:
-                print(f"{path}\t{frame}\terror: not a readable image or video")
-                continue
-            faces = find(image)
-            if not faces:
-                print(f"{path}\t{frame}\tno face found")
-            for (x, y, w, h), name, confidence in faces:
-                print(f"{path}\t{frame}\t{x}\t{y}\t{w}\t{h}\t{name}\t{confidence:.3f}")
+    print_faces(FaceClassifier(OnnxDetector(args.detector, threads=args.threads), model, detector_config, meta),
+                args.sources, args.every)
     return 0
 
 
