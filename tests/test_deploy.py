@@ -10,6 +10,7 @@ import sys
 import tarfile
 from pathlib import Path
 
+import cv2
 import numpy as np
 import onnx
 import pytest
@@ -307,3 +308,22 @@ def test_board_detects_and_classifies_faces_as_predict_does(runs, tmp_path, monk
               for r in csv.DictReader(fh)]
     assert len(pc) == 1 + 3 * 2  # the astronaut, and two faces in each of 3 frames
     assert [[Path(b[0]).name, *b[1:7]] for b in board] == pc
+
+
+def test_board_classify_crops_prints_each_images_emotion_and_names_unreadable_files(tmp_path, capsys):
+    from fercomp.deploy.board.detect import classify_crops
+
+    class BrightIsHappy:  # logits from the preprocessed pixels: a bright crop is "happy", a dark one "sad"
+        def infer(self, x):
+            m = float(x.mean())
+            return np.array([[m, -m]], dtype=np.float32)
+
+    meta = {"class_names": ["happy", "sad"], "input_size": [48, 48], "in_chans": 1,
+            "normalization": {"mean": 0.5, "std": 0.25}}
+    cv2.imwrite(str(tmp_path / "bright.png"), np.full((60, 60), 240, np.uint8))
+    cv2.imwrite(str(tmp_path / "dark.png"), np.full((60, 60), 10, np.uint8))
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    classify_crops(BrightIsHappy(), meta, [str(tmp_path / n) for n in ("bright.png", "dark.png", "broken.png")])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split("\t")[1] for line in lines] == ["happy", "sad", "error: not a readable image"]
+    assert all(0.5 < float(line.split("\t")[2]) <= 1 for line in lines[:2])
