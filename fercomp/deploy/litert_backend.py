@@ -20,6 +20,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from ..errors import ModelError
+from .board.edge_runtime import run_litert
 from .edge import labelled_images, metadata_path, publish, read_metadata, staging_dir, verify, write_metadata
 from .extras import require
 
@@ -78,17 +79,7 @@ class LiteRTPredictor:
         self.fixed_batch = int(self.input["shape"][0])
 
     def _run(self, x: np.ndarray) -> np.ndarray:
-        scale, zero = self.input["quantization"]
-        if self.input["dtype"] != np.float32:  # full-integer model: quantize the input as it was calibrated
-            info = np.iinfo(self.input["dtype"])
-            x = np.clip(np.round(x / scale) + zero, info.min, info.max).astype(self.input["dtype"])
-        self.interpreter.set_tensor(self.input["index"], x)
-        self.interpreter.invoke()
-        y = self.interpreter.get_tensor(self.output["index"])
-        if self.output["dtype"] != np.float32:
-            scale, zero = self.output["quantization"]
-            y = (y.astype(np.float32) - zero) * scale
-        return y.astype(np.float32, copy=False)
+        return run_litert(self.interpreter, self.input, self.output, x)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Preprocessed float32 [N, C, H, W] -> logits [N, classes], `fixed_batch` images per call."""

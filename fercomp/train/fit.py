@@ -218,15 +218,15 @@ def fit(
         fit_to_state_dict(model, ckpt["model"])
     teachers = [load_teacher(ref, data.class_names) for ref in cfg.teachers]
     cfg = cfg.resolved(getattr(model, "default_cfg", {}))
+    # Data lives on the training device as uint8 tensors (FER2013 is 83 MB), also what cached teachers score.
+    train_x = torch.from_numpy(train.x).unsqueeze(1).to(device)
     targets = None
     if teachers and cfg.teacher_views:  # computed once (or read from the cache) before the run folder exists
-        teacher_images = torch.from_numpy(train.x).unsqueeze(1).to(device)
         for t in teachers:
             t.model.to(device)
-        targets = teacher_targets(teachers, teacher_images, cfg.augment,
+        targets = teacher_targets(teachers, train_x, cfg.augment,
                                   cfg.seed, cfg.teacher_views, (torch.from_numpy(val.x).unsqueeze(1).to(device), val.y),
                                   progress=progress and group.is_main)
-        del teacher_images
         teachers = []
     teacher = teachers[0].model if len(teachers) == 1 else (Ensemble(teachers) if teachers else None)
     check_two_phase(cfg, model)
@@ -264,10 +264,8 @@ def fit(
     elif resume is None:
         run.update(**fields)
 
-    # Data lives on the training device as uint8 tensors (FER2013 is 83 MB); batches are gathered,
-    # augmented and normalised there. The random draws come from a CPU generator, so a run
-    # replays the same augmentations on any device and resumes across devices.
-    train_x = torch.from_numpy(train.x).unsqueeze(1).to(device)
+    # Batches are gathered, augmented and normalised on the training device. The random draws come
+    # from a CPU generator, so a run replays the same augmentations on any device and resumes across devices.
     train_target = (torch.from_numpy(train.soft) if train.soft is not None else torch.from_numpy(train.y)).to(device)
     train_y = torch.from_numpy(train.y).to(device)
     weights = class_weights(train.y, data.num_classes).to(device) if cfg.class_weights else None

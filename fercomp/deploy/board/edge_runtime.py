@@ -24,6 +24,22 @@ def format_of(path: str | Path) -> str:
     return FORMATS[suffix]
 
 
+def run_litert(interpreter, input_detail: dict, output_detail: dict, x: np.ndarray) -> np.ndarray:
+    """One LiteRT invocation on float32 x: a full-integer model gets x quantized as it was
+    calibrated, and its output dequantized. fercomp's LiteRT predictor calls this too."""
+    if input_detail["dtype"] != np.float32:
+        scale, zero = input_detail["quantization"]
+        info = np.iinfo(input_detail["dtype"])
+        x = np.clip(np.round(x / scale) + zero, info.min, info.max).astype(input_detail["dtype"])
+    interpreter.set_tensor(input_detail["index"], x)
+    interpreter.invoke()
+    y = interpreter.get_tensor(output_detail["index"])
+    if output_detail["dtype"] != np.float32:
+        scale, zero = output_detail["quantization"]
+        y = (y.astype(np.float32) - zero) * scale
+    return y.astype(np.float32, copy=False)
+
+
 class EdgeModel:
     """A classifier file in its CPU runtime: `infer(x)` takes preprocessed float32 [N, C, H, W]
     and returns float32 logits [N, classes]."""
@@ -48,17 +64,7 @@ class EdgeModel:
         self._one = self._run_litert
 
     def _run_litert(self, x: np.ndarray) -> np.ndarray:
-        if self.input["dtype"] != np.float32:
-            scale, zero = self.input["quantization"]
-            info = np.iinfo(self.input["dtype"])
-            x = np.clip(np.round(x / scale) + zero, info.min, info.max).astype(self.input["dtype"])
-        self.interpreter.set_tensor(self.input["index"], x)
-        self.interpreter.invoke()
-        y = self.interpreter.get_tensor(self.output["index"])
-        if self.output["dtype"] != np.float32:
-            scale, zero = self.output["quantization"]
-            y = (y.astype(np.float32) - zero) * scale
-        return y.astype(np.float32)
+        return run_litert(self.interpreter, self.input, self.output, x)
 
     # NCNN: no batch dimension; fp16 storage only for an fp16 export, so an fp32 one computes in fp32
     def _open_ncnn(self, threads):
