@@ -216,11 +216,6 @@ def remeasure(index: dict[str, Any], data: Path, threads: int) -> None:
         print(f"zoo:{name}: test {card['test']['accuracy']:.2%}, latency {card['latency']}", flush=True)
 
 
-def _labels(card: dict) -> str:
-    return f"FER+ ({len(card['class_names'])})" if card["data"]["labels"].startswith("ferplus") else \
-        f"FER2013 ({len(card['class_names'])})"
-
-
 def render(index: dict[str, Any]) -> str:
     lines = [
         "# fercomp model zoo",
@@ -241,7 +236,7 @@ def render(index: dict[str, Any]) -> str:
         met = "met" if c["test"]["accuracy"] >= target else "missed"
         lines.append(
             f"| `zoo:{name}`{' (default)' if name == index.get('default') else ''} | {c['tier']} | {c['architecture']} "
-            f"| {c['params']:,} | {c['macs'] / 1e6:.1f} M | {c['precision']} | {_labels(c)} | {c['val']['accuracy']:.2%} "
+            f"| {c['params']:,} | {c['macs'] / 1e6:.1f} M | {c['precision']} | {zoo.labels_of(c)} | {c['val']['accuracy']:.2%} "
             f"| **{c['test']['accuracy']:.2%}** | {target:.1%} ({met}) | {c['test']['macro_f1']:.2%} "
             f"| {_ms(ort1)} | {ort64.get('images_per_s', 0):,.0f} | {_ms(t1)} |")
     lines += ["", "Recipes (exact commands, data files by name):", ""]

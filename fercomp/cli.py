@@ -552,13 +552,15 @@ def models_cmd(
 
 
 def _zoo_table(cards: dict[str, dict], default: Optional[str]) -> Table:
-    table = Table(title="pretrained (zoo:NAME works wherever a run folder does; FER2013 PrivateTest, no TTA)")
-    for col in ("zoo model", "architecture", "params", "precision", "classes", "test acc", "macro-F1", "ORT b1 p50"):
+    from . import zoo
+
+    table = Table(title="pretrained (zoo:NAME works wherever a run folder does; PrivateTest, no TTA)")
+    for col in ("zoo model", "architecture", "params", "precision", "labels", "test acc", "macro-F1", "ORT b1 p50"):
         table.add_column(col, justify="left" if col in ("zoo model", "architecture", "precision") else "right")
     for name, c in cards.items():
         p50 = c["latency"].get("onnxruntime_b1", {}).get("p50_ms")
         table.add_row(f"zoo:{name}" + (" (default)" if name == default else ""), c["architecture"],
-                      f"{c['params']:,}", c["precision"], str(len(c["class_names"])), _pct(c["test"]["accuracy"]),
+                      f"{c['params']:,}", c["precision"], zoo.labels_of(c), _pct(c["test"]["accuracy"]),
                       _pct(c["test"]["macro_f1"]), "—" if p50 is None else f"{p50:.3f} ms")
     return table
 

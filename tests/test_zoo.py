@@ -179,3 +179,14 @@ def test_zoo_model_without_its_data_says_pass_data(tmp_path, capsys, monkeypatch
     assert code == 2
     line = one_line_error(err)
     assert "is not on this machine; pass --data" in line and zoo.card(NAMES[0])["data"]["file"] in line
+
+
+def test_cards_say_which_labels_their_accuracy_is_against():
+    from fercomp.data.ferplus import FERPLUS8_CLASS_NAMES
+
+    ferplus = {"data": {"labels": "ferplus8-soft"}, "class_names": list(FERPLUS8_CLASS_NAMES)}
+    assert zoo.labels_of(ferplus) == "FER+ (8)"
+    for name in NAMES:
+        card = zoo.card(name)
+        expected = "FER+" if card["data"]["labels"].startswith("ferplus") else "FER2013"
+        assert zoo.labels_of(card) == f"{expected} ({len(card['class_names'])})"

@@ -63,6 +63,12 @@ def card(name: str) -> dict[str, Any]:
     return models[name]
 
 
+def labels_of(entry: dict[str, Any]) -> str:
+    """What a card's accuracy is measured against: FER2013's seven labels or FER+'s majority vote."""
+    source = "FER+" if entry.get("data", {}).get("labels", "fer2013").startswith("ferplus") else "FER2013"
+    return f"{source} ({len(entry['class_names'])})"
+
+
 def zoo_name(ref: str | Path) -> str | None:
     """The zoo model a reference names: `zoo:NAME`, or a bare NAME that is no file or folder here."""
     text = str(ref)
