@@ -432,7 +432,8 @@ def main() -> int:
     from results_io import portable  # no fercomp import: this script runs in the peers' own venv
 
     out.with_suffix(".json").write_text(portable(json.dumps(report, indent=2)) + "\n")
-    out.with_suffix(".md").write_text(portable(markdown(rows, report, args, command)))
+    md = portable(markdown(rows, report, args, command))
+    out.with_suffix(".md").write_text(md)
     print()
     print(md)
     print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')}")
