@@ -73,6 +73,10 @@ import numpy as np  # noqa: E402
 warnings.filterwarnings("ignore", message="The structure of `inputs` doesn't match")
 
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+# fer's preprocessing and label order live in one place, shared with runtimes.py's reference row.
+from fer_reference import FER_LABELS, fer_preprocess  # noqa: E402
+from fer_reference import label_map as map_labels  # noqa: E402
 # numpy-only modules shared with the board benchmark; the peers venv has no torch and must not need it.
 from fercomp.deploy.board.bench import macro_f1  # noqa: E402
 from fercomp.deploy.board.board_info import device_info  # noqa: E402
@@ -100,19 +104,15 @@ TFLITE = FER_DIR / "data" / "emotion_model_quantized.tflite"
 
 # ---------------------------------------------------------------------------------------------- data
 
-def fer_preprocess(faces: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """fer.FER.detect_emotions' steps after cropping: cv2.resize to the model input, x/255, (x-0.5)*2,
-    then a channel axis ([N,H,W] uint8 -> [N,h,w,1] float32)."""
-    out = np.array([cv2.resize(face, size) for face in faces], dtype="float32")
-    out = out / 255.0
-    out = (out - 0.5) * 2.0
-    return out[..., None]
-
-
 def label_map(class_names: list[str]) -> np.ndarray:
-    """fer output index -> canonical FER2013 index, by label name."""
+    """fer output index -> canonical FER2013 index, by label name. fer's labels are read from fer itself
+    and must match fer_reference.FER_LABELS, the copy runtimes.py maps with (it has no fer to ask)."""
     fer_labels = FER._get_labels()
-    return np.array([class_names.index(fer_labels[i]) for i in range(len(fer_labels))])
+    fer_labels = tuple(fer_labels[i] for i in range(len(fer_labels)))
+    if fer_labels != FER_LABELS:
+        raise SystemExit(f"fer {fer.__version__} labels its outputs {fer_labels}, benchmarks/fer_reference.py "
+                         f"says {FER_LABELS}: update FER_LABELS there")
+    return map_labels(fer_labels, class_names)
 
 
 def scores(pred_canonical: np.ndarray, y: np.ndarray, classes: int) -> tuple[float, float]:
@@ -428,11 +428,11 @@ def main() -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     import json
 
-    sys.path.insert(0, str(REPO / "benchmarks"))
     from results_io import portable  # no fercomp import: this script runs in the peers' own venv
 
     out.with_suffix(".json").write_text(portable(json.dumps(report, indent=2)) + "\n")
-    out.with_suffix(".md").write_text(portable(markdown(rows, report, args, command)))
+    md = portable(markdown(rows, report, args, command))
+    out.with_suffix(".md").write_text(md)
     print()
     print(md)
     print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')}")
