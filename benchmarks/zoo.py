@@ -169,7 +169,8 @@ def make_card(run: Run, name: str, tier: str, folder: Path, measured: dict, data
     }
 
 
-def add_entry(name: str, run_path: Path, tier: str, summary: str, int8: bool, data: Path, threads: int) -> list[str]:
+def add_entry(name: str, run_path: Path, tier: str, summary: str, int8: bool, data: Path, threads: int,
+              onnx_too: bool = True) -> list[str]:
     from fercomp.compress.quantize import QuantizeConfig, quantize_run
     from fercomp.deploy.export import ExportConfig, export_run
 
@@ -177,10 +178,11 @@ def add_entry(name: str, run_path: Path, tier: str, summary: str, int8: bool, da
     limit = TIERS[tier]["max_params"]
     if run.manifest["params"] > limit:
         raise SystemExit(f"{run_path}: {run.manifest['params']:,} params is over the {tier} tier's {limit:,}")
-    if not (run.path / ONNX_FILE).is_file():
+    if onnx_too and not (run.path / ONNX_FILE).is_file():
         export_run(ExportConfig(run=str(run.path), threads=threads))
     teachers = teacher_recipes(run)  # before the entry is replaced: a teacher may be the model it replaces
-    entries = [(name, run, None, {MODEL_FILE: run.model_path, ONNX_FILE: run.path / ONNX_FILE})]
+    files = {MODEL_FILE: run.model_path, **({ONNX_FILE: run.path / ONNX_FILE} if onnx_too else {})}
+    entries = [(name, run, None, files)]
     if int8:
         q_path = run.path.parent / f"{run.name}-ptq-int8"
         q_run = Run.load(q_path) if (q_path / MANIFEST).is_file() else quantize_run(
@@ -205,6 +207,10 @@ def add_entry(name: str, run_path: Path, tier: str, summary: str, int8: bool, da
 
 def _ms(row: dict) -> str:
     return f"{row['p50_ms']:.3f} ms" if "p50_ms" in row else "—"
+
+
+def _per_s(row: dict) -> str:
+    return f"{row['images_per_s']:,.0f}" if "images_per_s" in row else "—"
 
 
 def remeasure(index: dict[str, Any], data: Path, threads: int) -> None:
@@ -238,7 +244,7 @@ def render(index: dict[str, Any]) -> str:
             f"| `zoo:{name}`{' (default)' if name == index.get('default') else ''} | {c['tier']} | {c['architecture']} "
             f"| {c['params']:,} | {c['macs'] / 1e6:.1f} M | {c['precision']} | {zoo.labels_of(c)} | {c['val']['accuracy']:.2%} "
             f"| **{c['test']['accuracy']:.2%}** | {target:.1%} ({met}) | {c['test']['macro_f1']:.2%} "
-            f"| {_ms(ort1)} | {ort64.get('images_per_s', 0):,.0f} | {_ms(t1)} |")
+            f"| {_ms(ort1)} | {_per_s(ort64)} | {_ms(t1)} |")
     lines += ["", "Recipes (exact commands, data files by name):", ""]
     for name, c in index["models"].items():
         lines.append(f"- **zoo:{name}** ({c['latency'].get('cpu')}, {c['latency']['threads']} threads):")
@@ -256,6 +262,8 @@ def main() -> None:
     parser.add_argument("--tier", help="tiny | compact | standard | ferplus (default: the NAME)")
     parser.add_argument("--summary", default="", help="one line for `fercomp models`")
     parser.add_argument("--int8", action="store_true", help="also ship an INT8 (PTQ) entry NAME-int8")
+    parser.add_argument("--no-onnx", action="store_true",
+                        help="ship the checkpoint only (the zoo's 25 MB budget); `fercomp export zoo:NAME` makes the ONNX")
     parser.add_argument("--default", help="the zoo model `predict` uses without --model")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--threads", type=int, default=2)
@@ -266,7 +274,7 @@ def main() -> None:
         for item in args.add:
             name, _, path = item.partition("=")
             add_entry(name, Path(path).expanduser(), args.tier or name.split("-")[0], args.summary, args.int8,
-                      args.data, args.threads)
+                      args.data, args.threads, onnx_too=not args.no_onnx)
     except FercompError as exc:
         raise SystemExit(f"error: {exc}") from None
     if not zoo.INDEX_FILE.is_file():

@@ -190,3 +190,8 @@ def test_cards_say_which_labels_their_accuracy_is_against():
         card = zoo.card(name)
         expected = "FER+" if card["data"]["labels"].startswith("ferplus") else "FER2013"
         assert zoo.labels_of(card) == f"{expected} ({len(card['class_names'])})"
+
+
+def test_the_shipped_zoo_stays_within_its_25_mb_budget():
+    shipped = sum(p.stat().st_size for p in zoo.ZOO_DIR.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    assert shipped <= 25_000_000, f"fercomp/zoo holds {shipped / 1e6:.1f} MB"
