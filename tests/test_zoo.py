@@ -63,7 +63,8 @@ def test_entry_loads_weights_only_and_matches_its_card(name):
         assert spec["class_names"] == card["class_names"]
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if zoo.card(n)["precision"] == "fp32"])
+# An entry may ship its checkpoint only (the 25 MB budget): `fercomp export zoo:NAME` makes its ONNX.
+@pytest.mark.parametrize("name", [n for n in NAMES if zoo.card(n)["precision"] == "fp32" and ONNX_FILE in zoo.card(n)["files"]])
 def test_onnx_agrees_with_the_checkpoint(name):
     from fercomp.data.synthetic import make_synthetic
 
