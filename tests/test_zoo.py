@@ -196,3 +196,21 @@ def test_cards_say_which_labels_their_accuracy_is_against():
 def test_the_shipped_zoo_stays_within_its_25_mb_budget():
     shipped = sum(p.stat().st_size for p in zoo.ZOO_DIR.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
     assert shipped <= 25_000_000, f"fercomp/zoo holds {shipped / 1e6:.1f} MB"
+
+
+@pytest.mark.slow  # exports a 1.6M-parameter model
+@pytest.mark.parametrize("name", [n for n in NAMES if ONNX_FILE not in zoo.card(n)["files"] and MODEL_FILE in zoo.card(n)["files"]])
+def test_checkpoint_only_entry_exports_its_onnx_and_predicts_its_own_classes(name, fer2013_npz, tmp_path, capsys,
+                                                                            monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(capsys, "export", f"zoo:{name}", "--data", str(fer2013_npz), "--parity-images", "300")
+    assert code == 0, err
+    copy = Run.load(tmp_path / "artifacts" / name)
+    parity = copy.manifest["export"]["parity"]
+    assert parity["images"] == 300 and parity["top1_agreement"] >= 0.999
+    code, _, err = run_cli(capsys, "predict", str(PHOTO), "--model", str(copy.path), "--backend", "onnxruntime",
+                           "--out", "pred", "--no-progress")
+    assert code == 0, err
+    with open(tmp_path / "pred" / "predictions.csv") as f:
+        header = next(csv.reader(f))
+    assert [c for c in zoo.card(name)["class_names"] if c not in header] == []
