@@ -215,8 +215,8 @@ def _record(run: Run, report: dict[str, Any]) -> None:
     engine = run.path / ENGINE_FILE
     if "parity" in (report.get("tensorrt") or {}) and engine.is_file():  # built and verified this time
         files[ENGINE_FILE] = sha256_file(engine)
-    edge = {fmt: report[fmt] for fmt in EDGE if fmt in report or kept(run, fmt)}
-    edge = {fmt: report.get(fmt) or run.manifest["export"][fmt] for fmt in edge}
+    # this export's conversions, and the earlier ones still valid (an INT8 run keeps its ONNX, so they stay)
+    edge = {fmt: report.get(fmt) or run.manifest["export"][fmt] for fmt in EDGE if fmt in report or kept(run, fmt)}
     for fmt in edge:
         files.update(edge[fmt]["files"])
     run.update(export={**(run.manifest.get("export") or {}), "onnx": report["onnx"], "parity": report["parity"],
