@@ -189,14 +189,19 @@ def worker_main() -> int:
 
 # ------------------------------------------------------------------------------------ comparison
 
+def fastest_batch1(rows: list[dict[str, Any]], run: str) -> dict[str, Any] | None:
+    """The run's measured batch-1 row with the lowest p50 (its best runtime for latency), or None."""
+    return min((r for r in rows if r["run"] == run and r["batch"] == 1 and r["status"] == "ok"),
+               key=lambda r: r["p50_ms"], default=None)
+
+
 def compare(rows: list[dict[str, Any]], reference: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per fercomp model: its fastest batch-1 row against the reference's batch-1 row, both from this run.
     latency_ratio = ours / fer (below 1: ours is faster); accuracy_delta_pt = ours - fer, in points."""
     ref = next((r for r in reference if r["batch"] == 1 and r["status"] == "ok"), None)
     out = {}
     for name in dict.fromkeys(r["run"] for r in rows):
-        b1 = [r for r in rows if r["run"] == name and r["batch"] == 1 and r["status"] == "ok"]
-        best = min(b1, key=lambda r: r["p50_ms"], default=None)
+        best = fastest_batch1(rows, name)
         if best is None or ref is None:
             out[name] = {"best": None if best is None else f"{best['backend']} {best['precision']}",
                          "reason": "reference not measured" if ref is None else "no batch-1 row"}

@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from fer_reference import DEFAULT_PATH, FER_LABELS, MAKE_IT, compare, comparison_line, label_map  # noqa: E402
-from fer_reference import measure_isolated  # noqa: E402
+from fer_reference import fastest_batch1, measure_isolated  # noqa: E402
 from results_io import DEFAULT_DATA, write_result_json, write_result_text  # noqa: E402
 from fercomp.bench.measure import BenchConfig, bench_models  # noqa: E402
 from fercomp.compress.quantize import QuantizeConfig, quantize_run  # noqa: E402
@@ -117,9 +117,9 @@ def reference_lines(result: dict) -> list[str]:
 def best_per_model(rows: list[dict]) -> dict:
     best = {}
     for run in dict.fromkeys(r["run"] for r in rows):
-        ok = [r for r in rows if r["run"] == run and r["status"] == "ok"]
-        b1 = min((r for r in ok if r["batch"] == 1), key=lambda r: r["p50_ms"], default=None)
-        b64 = max((r for r in ok if r["batch"] == 64), key=lambda r: r["images_per_s"], default=None)
+        b1 = fastest_batch1(rows, run)
+        b64 = max((r for r in rows if r["run"] == run and r["batch"] == 64 and r["status"] == "ok"),
+                  key=lambda r: r["images_per_s"], default=None)
         best[run] = {"latency": f"{b1['backend']} {b1['precision']} {b1['p50_ms']:.3f} ms" if b1 else None,
                      "throughput": f"{b64['backend']} {b64['precision']} {b64['images_per_s']:,.0f} img/s" if b64 else None}
     return best
