@@ -76,7 +76,7 @@ def train(
     schedule: Optional[str] = typer.Option(None, help="cosine | step | plateau | constant"),
     weight_decay: Optional[float] = typer.Option(None),
     label_smoothing: Optional[float] = typer.Option(None),
-    augment: Optional[str] = typer.Option(None, help="none | flip | geometric | strong"),
+    augment: Optional[str] = typer.Option(None, help="none | flip | geometric | erase (geometric + random erasing) | strong (erase + brightness/contrast)"),
     warmup_epochs: Optional[int] = typer.Option(None),
     class_weights: bool = typer.Option(False, "--class-weights", help="weight the loss by inverse class frequency"),
     balanced_sampler: bool = typer.Option(False, "--balanced-sampler", help="sample batches class-balanced"),

@@ -87,8 +87,25 @@ def test_strong_erases_and_jitters(batch):
     assert 6 <= (largest_constant_run(Augmenter("strong")(noise, gen(6))) >= min_patch).sum() <= 28
 
 
+def test_erase_is_geometric_plus_erasing_without_jitter(batch):
+    geometric = Augmenter("geometric")(batch, gen(7))
+    erase = Augmenter("erase")(batch, gen(7))
+    # Same draws for the geometric part, then the same rectangles random_erase would cut:
+    # no brightness/contrast change anywhere else.
+    torch.testing.assert_close(erase, random_erase(geometric, _after_geometric(batch, 7)), rtol=0, atol=0)
+    untouched = (erase == geometric).flatten(1).all(1)
+    assert 0.25 < untouched.float().mean() < 0.75  # about half the images get no rectangle
+
+
+def _after_geometric(batch: torch.Tensor, seed: int) -> torch.Generator:
+    """A generator in the state the geometric preset leaves it in."""
+    g = gen(seed)
+    Augmenter("geometric")(batch, g)
+    return g
+
+
 def test_unknown_preset_and_bad_input():
-    with pytest.raises(ConfigError, match="none, flip, geometric, strong"):
+    with pytest.raises(ConfigError, match="none, flip, geometric, erase, strong"):
         Augmenter("heavy")
     with pytest.raises(ConfigError, match="float images"):
         Augmenter("flip")(torch.zeros(2, 1, 48, 48, dtype=torch.uint8), gen())

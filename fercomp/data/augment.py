@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError
 
-AUGMENT_PRESETS = ("none", "flip", "geometric", "strong")
+AUGMENT_PRESETS = ("none", "flip", "geometric", "erase", "strong")
 
 MAX_ROTATION_DEG = 10.0
 MAX_ZOOM = 0.10
@@ -106,8 +106,9 @@ def random_erase(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 
 class Augmenter:
-    """A preset of batched augmentations: none, flip, geometric (flip + affine) or strong
-    (geometric + brightness/contrast jitter + random erasing).
+    """A preset of batched augmentations: none, flip, geometric (flip + affine), erase (geometric +
+    random erasing) or strong (geometric + brightness/contrast jitter + random erasing). `erase`
+    exists so random erasing can be measured on its own against geometric.
 
     Call with float images [B,C,H,W] and a torch.Generator; returns a new tensor of the same
     shape, dtype and device.
@@ -131,5 +132,7 @@ class Augmenter:
             return random_flip(x, generator)
         x = random_affine(x, generator)
         if self.preset == "strong":
-            x = random_erase(random_jitter(x, generator), generator)
+            x = random_jitter(x, generator)
+        if self.preset in ("erase", "strong"):
+            x = random_erase(x, generator)
         return x
