@@ -20,7 +20,9 @@ Amp = Annotated[Optional[str], typer.Option(
 
 
 def parse_model_args(items: list[str]) -> dict[str, Any]:
-    """--model-arg width=32 --model-arg dropout=0.3 -> {'width': 32, 'dropout': 0.3}."""
+    """--model-arg width=32 --model-arg dropout=0.3 --model-arg channels=64,128,320
+    -> {'width': 32, 'dropout': 0.3, 'channels': [64, 128, 320]} (JSON values; a bare comma list of
+    integers is a list too, since that is how people type one in a shell)."""
     out: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
@@ -29,5 +31,7 @@ def parse_model_args(items: list[str]) -> dict[str, Any]:
         try:
             out[key.strip()] = json.loads(raw)
         except json.JSONDecodeError:
-            out[key.strip()] = raw
+            parts = raw.split(",")
+            is_int_list = len(parts) > 1 and all(p.strip().lstrip("-").isdigit() for p in parts)
+            out[key.strip()] = [int(p) for p in parts] if is_int_list else raw
     return out

@@ -269,3 +269,11 @@ def test_fit_to_state_dict_rejects_another_architecture():
     wrong_kernel["features.0.0.weight"] = torch.zeros(32, 1, 5, 5)
     with pytest.raises(ModelError, match="kernel"):
         fit_to_state_dict(create("baseline_cnn"), wrong_kernel)
+
+
+def test_model_args_from_the_command_line():
+    from fercomp.cli_options import parse_model_args
+
+    parsed = parse_model_args(["channels=64,128,320", "width=12", "depth=[1,1,2,1]", "dropout=0.3", "tag=a,b"])
+    assert parsed == {"channels": [64, 128, 320], "width": 12, "depth": [1, 1, 2, 1], "dropout": 0.3, "tag": "a,b"}
+    assert count_params(create("separable_cnn", channels=parsed["channels"])) == 236_303
