@@ -76,6 +76,7 @@ def markdown(report: dict) -> str:
         f"Machine: {report['host'].get('cpu', '?')}, {report['host'].get('cores', '?')} cores; "
         f"{report['iters']} timed calls after warm-up, one process, candidates timed one after another.",
         "",
+        *([report["note"], ""] if report.get("note") else []),
         "| shape | architecture | params | MACs | p50 1 thread | p50 2 threads | µs per M MACs (1 thread) |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]
@@ -90,6 +91,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--iters", type=int, default=300, help="timed calls per candidate and thread count")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--note", default="", help="how quiet the machine was, for the results file")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -104,7 +106,7 @@ def main() -> None:
             rows.append(row)
             print(f"{label:38s} {params:>9,} {macs / 1e6:6.1f} M  {one['p50_ms']:.3f} ms  {two['p50_ms']:.3f} ms")
     report = {"command": "python benchmarks/shape_latency.py " + " ".join(sys.argv[1:]), "iters": args.iters,
-              "host": host_info(), "rows": rows}
+              "note": args.note, "host": host_info(), "rows": rows}
     write_result_json(args.out / "shape_latency.json", report)
     write_result_text(args.out / "shape_latency.md", markdown(report))
     print(markdown(report))
