@@ -35,7 +35,7 @@ from fercomp.timing import measure  # noqa: E402
 
 CLASS_NAMES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 
-# (label, architecture, options). The first two of each family are the shipped zoo shapes.
+# (label, architecture, options): the shipped shapes, the one they replaced, and candidates.
 CANDIDATES: list[tuple[str, str, dict]] = [
     ("zoo:tiny shape", "separable_cnn", {}),
     ("sep 32-64-96-128", "separable_cnn", {"channels": (32, 64, 96, 128)}),
@@ -43,9 +43,9 @@ CANDIDATES: list[tuple[str, str, dict]] = [
     ("sep 64-96-128-160", "separable_cnn", {"channels": (64, 96, 128, 160)}),
     ("sep 64-128-256", "separable_cnn", {"channels": (64, 128, 256)}),
     ("sep 64-128-256, stem 16-32", "separable_cnn", {"channels": (64, 128, 256), "stem_channels": (16, 32)}),
-    ("sep 64-128-320", "separable_cnn", {"channels": (64, 128, 320)}),
+    ("sep 64-128-320 (zoo:compact)", "separable_cnn", {"channels": (64, 128, 320)}),
     ("sep 32-64-128-256", "separable_cnn", {"channels": (32, 64, 128, 256)}),
-    ("zoo:compact shape (se w12 2-2-2-1)", "se_resnet", {"width": 12}),
+    ("previous zoo:compact (se w12 2-2-2-1)", "se_resnet", {"width": 12}),
     ("se w12 1-1-2-1", "se_resnet", {"width": 12, "depth": (1, 1, 2, 1)}),
     ("se w14 1-1-1-1", "se_resnet", {"width": 14, "depth": (1, 1, 1, 1)}),
     ("se w8 2-2-2-1", "se_resnet", {"width": 8}),
