@@ -140,6 +140,7 @@ class Run:
             "stage": stage,
             "parent": parent.ref_from(path) if parent else None,
             "parent_abs": str(parent.path.resolve()) if parent and not parent.is_zoo else None,
+            **({"parent_files": parent.manifest.get("files")} if parent and parent.is_zoo else {}),
             "status": "running",
             "created": now_iso(),
             "updated": now_iso(),
@@ -203,12 +204,24 @@ class Run:
         parent = self.manifest.get("parent")
         if not parent:
             return None
-        if parent.startswith(zoo.PREFIX) or Path(parent).is_absolute():
+        if parent.startswith(zoo.PREFIX):
+            return self._pinned_zoo_parent(parent)
+        if Path(parent).is_absolute():
             return Run.load(parent)
         relative = Path(os.path.normpath(self.path / parent))
         if (relative / MANIFEST).is_file() or not self.manifest.get("parent_abs"):
             return Run.load(relative)
         return Run.load(self.manifest["parent_abs"])  # this run moved without its parent
+
+    def _pinned_zoo_parent(self, ref: str) -> "Run":
+        """A zoo name points at whatever the installed fercomp ships: refuse a parent whose files are
+        not the ones this run was made from (an INT8 copy checked against a newer float model)."""
+        parent = Run.load(ref)
+        pinned = self.manifest.get("parent_files")
+        if pinned is not None and pinned != parent.manifest.get("files"):
+            raise RunError(f"{self.path}: it was made from an earlier {ref}; the installed zoo ships another "
+                           f"model under that name, so redo this run from {ref}")
+        return parent
 
     def lineage(self) -> list["Run"]:
         """This run and its ancestors, root first."""
@@ -325,8 +338,10 @@ def writable_copy(run: Run, dest: str | Path | None = None) -> Run:
     for file in run.path.iterdir():
         if file.is_file() and file.name != MANIFEST:
             shutil.copy2(file, dest / file.name)
-    copy = Run(dest, {**run.manifest, "name": dest.name, "copied_from": run.ref, "copied_files": run.manifest.get("files"),
-                      "created": now_iso()})
+    parent = run.manifest.get("parent") or ""
+    pin = {"parent_files": Run.load(parent).manifest.get("files")} if parent.startswith(zoo.PREFIX) else {}
+    copy = Run(dest, {**run.manifest, **pin, "name": dest.name, "copied_from": run.ref,
+                      "copied_files": run.manifest.get("files"), "created": now_iso()})
     copy.save()
     return copy
 

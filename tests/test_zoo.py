@@ -16,7 +16,7 @@ import torch
 from fercomp import zoo
 from fercomp.deploy import runtime
 from fercomp.errors import ModelError, RunError
-from fercomp.runs import MANIFEST, MODEL_FILE, ONNX_FILE, Run
+from fercomp.runs import MANIFEST, MODEL_FILE, ONNX_FILE, Run, writable_copy
 
 from test_cli import one_line_error, run_cli
 
@@ -214,3 +214,20 @@ def test_checkpoint_only_entry_exports_its_onnx_and_predicts_its_own_classes(nam
     with open(tmp_path / "pred" / "predictions.csv") as f:
         header = next(csv.reader(f))
     assert [c for c in zoo.card(name)["class_names"] if c not in header] == []
+
+
+def test_a_run_made_from_a_zoo_model_refuses_a_changed_zoo_parent(tmp_path):
+    """An update may ship another model under the same zoo name: a derived run, or a copy of an INT8
+    entry, must not silently take the new model as the one it was made from."""
+    int8 = next((n for n in NAMES if zoo.card(n)["precision"] == "int8"), None)
+    if int8 is None:
+        pytest.skip("no INT8 zoo entry")
+    copy = writable_copy(Run.load(f"zoo:{int8}"), tmp_path / "copy")
+    parent_ref = copy.manifest["parent"]
+    assert parent_ref.startswith("zoo:") and copy.parent.ref == parent_ref  # unchanged: resolves
+    derived = Run.create(tmp_path / "derived", "quantize", parent=Run.load(parent_ref))
+    assert derived.parent.ref == parent_ref
+    for run in (copy, derived):  # as if the parent's files had been another model's when the run was made
+        run.manifest["parent_files"] = {"model.pt": "0" * 64}
+        with pytest.raises(RunError, match=f"earlier {parent_ref}"):
+            run.parent
