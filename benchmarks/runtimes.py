@@ -37,7 +37,7 @@ from fer_reference import fastest_batch1, measure_isolated  # noqa: E402
 from results_io import DEFAULT_DATA, write_result_json, write_result_text  # noqa: E402
 from fercomp.bench.measure import BenchConfig, bench_models  # noqa: E402
 from fercomp.compress.quantize import QuantizeConfig, quantize_run  # noqa: E402
-from fercomp.deploy.export import ExportConfig, ParityError, export_run  # noqa: E402
+from fercomp.deploy.export import ExportConfig, export_run  # noqa: E402
 from fercomp.data import CLASS_NAMES  # noqa: E402
 from fercomp.hostinfo import host_info  # noqa: E402
 from fercomp.io import sha256_file  # noqa: E402
@@ -53,9 +53,9 @@ KEEP = ("run", "parent", "backend", "precision", "batch", "accuracy", "macro_f1"
         "file_bytes", "peak_rss_mb", "params", "status", "reason")
 
 
-def prepare(work: Path, data: str, threads: int) -> tuple[list[Run], dict[tuple[str, str], str]]:
+def prepare(work: Path, data: str, threads: int) -> list[Run]:
     """Fresh writable copies of the zoo models (a copy left by an earlier run may hold a replaced model),
-    tiny-int8, and every format exported; returns the runs and the conversions the export gate refused."""
+    tiny-int8, and every format exported."""
     runs = []
     for name in (*MODELS, "tiny-int8"):
         shutil.rmtree(work / name, ignore_errors=True)
@@ -64,23 +64,13 @@ def prepare(work: Path, data: str, threads: int) -> tuple[list[Run], dict[tuple[
     tiny_int8 = work / "tiny-int8"
     quantize_run(QuantizeConfig(parent=str(runs[0].path), calib=512, data=data, out=str(tiny_int8)), progress=False)
     runs.append(Run.load(tiny_int8))
-    refused = {}
     for run in runs:
         started = time.perf_counter()
         formats = ("onnx", "openvino", "litert", *(("ncnn",) if run.stage != "quantize" else ()))
-        # An INT8 conversion may lose more than the gate allows: export an INT8 run's formats one at a
-        # time (its ONNX is only checked, not rewritten, so earlier conversions stay) and keep the refusal.
-        # A float run's formats go in one call: re-exporting its ONNX would remove the earlier conversions.
-        for batch in ([(f,) for f in formats] if run.stage == "quantize" else [formats]):
-            try:
-                export_run(ExportConfig(run=str(run.path), data=data, threads=threads, formats=batch,
-                                        ov_precision="f32"), progress=False)
-            except ParityError as err:
-                if len(batch) > 1:
-                    raise
-                refused[(run.name, batch[0])] = f"the export gate refused it: {str(err).split(': ', 1)[-1]}"
+        export_run(ExportConfig(run=str(run.path), data=data, threads=threads, formats=formats, ov_precision="f32"),
+                   progress=False)
         print(f"exported {run.name} ({', '.join(formats)}) in {time.perf_counter() - started:.0f} s", flush=True)
-    return runs, refused
+    return runs
 
 
 def row_line(r: dict) -> str:
@@ -93,9 +83,8 @@ def row_line(r: dict) -> str:
 def markdown(result: dict) -> str:
     lines = [f"# Edge runtimes on this CPU ({result['threads']} threads)", "",
              result["note"], "", f"1-minute load average while timed: {result.get('load_average_1min_while_timed')}", "",
-             f"Host: {result['host'].get('cpu')}; data: FER2013 PrivateTest (n=3589); every model file timed passed "
-             "the export gate (FP32: >= 99.9% top-1 agreement with PyTorch; INT8: within 1 pt of the float parent); "
-             "a conversion the gate refused is a row that says so.", "",
+             f"Host: {result['host'].get('cpu')}; data: FER2013 PrivateTest (n=3589); every model file passed "
+             "the export gate (FP32: >= 99.9% top-1 agreement with PyTorch; INT8: within 1 pt of the float parent).", "",
              "| model | backend | precision | batch | accuracy | p50 ms | img/s |", "|---|---|---|---:|---:|---:|---:|"]
     lines += [row_line(r) for r in result["rows"] + result["reference"]["rows"]]
     if result["best"]:
@@ -163,7 +152,7 @@ def main() -> None:
                         help="measure only the fer reference and print it; writes no results file")
     args = parser.parse_args()
 
-    runs, refused = ([], {}) if args.only_reference else prepare(args.work, args.data, args.threads)
+    runs = [] if args.only_reference else prepare(args.work, args.data, args.threads)
     host = host_info()
     cfg = BenchConfig(models=[str(r.path) for r in runs], backends=BACKENDS, batch_sizes=(1, 64), threads=args.threads,
                       data=args.data, split="test", warmup=WARMUP, iters=args.iters)
@@ -172,10 +161,6 @@ def main() -> None:
         for backend in BACKENDS:
             if backend == "ncnn" and run.stage == "quantize":  # say why, rather than "export it first"
                 rows.append({"run": run.name, "backend": backend, "status": "unavailable", "reason": NO_NCNN_INT8})
-                continue
-            if (run.name, backend) in refused:
-                rows.append({"run": run.name, "backend": backend, "status": "unavailable",
-                             "reason": refused[(run.name, backend)]})
                 continue
             started = time.perf_counter()
             one = BenchConfig(**{**cfg.__dict__, "models": [str(run.path)], "backends": (backend,)})

@@ -19,19 +19,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+from ort_int8_speed import time_model  # noqa: E402
 from results_io import write_result_json, write_result_text  # noqa: E402
 from fercomp.deploy.onnx_export import export_onnx  # noqa: E402
-from fercomp.deploy.runtime import OnnxPredictor, preprocess  # noqa: E402
 from fercomp.hostinfo import host_info  # noqa: E402
 from fercomp.models import count_macs, count_params, create  # noqa: E402
 from fercomp.runs import model_spec  # noqa: E402
-from fercomp.timing import measure  # noqa: E402
 
 CLASS_NAMES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 
@@ -54,18 +51,10 @@ CANDIDATES: list[tuple[str, str, dict]] = [
 ]
 
 
-def export_candidate(arch: str, options: dict, folder: Path) -> tuple[Path, dict, int, int]:
+def export_candidate(arch: str, options: dict, path: Path) -> tuple[Path, int, int]:
     model = create(arch, num_classes=len(CLASS_NAMES), **options).eval()
-    spec = model_spec(arch, options, CLASS_NAMES, model)
-    path = export_onnx(model, spec, folder / f"{arch}-{abs(hash(str(options)))}.onnx")
-    return path, spec, count_params(model), count_macs(model)
-
-
-def time_onnx(path: Path, spec: dict, threads: int, iters: int) -> dict:
-    predictor = OnnxPredictor(path, threads=threads)
-    images = np.random.default_rng(0).integers(0, 256, size=(1, 48, 48), dtype=np.uint8)
-    feed = {predictor.input_name: preprocess(images, spec)}
-    return measure(lambda: predictor.session.run(None, feed), warmup=max(20, iters // 10), iters=iters, batch_size=1)
+    export_onnx(model, model_spec(arch, options, CLASS_NAMES, model), path)
+    return path, count_params(model), count_macs(model)
 
 
 def markdown(report: dict) -> str:
@@ -95,10 +84,10 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        exported = [(label, arch, options, *export_candidate(arch, options, Path(tmp)))
-                    for label, arch, options in CANDIDATES]
-        for label, arch, options, path, spec, params, macs in exported:
-            one, two = (time_onnx(path, spec, threads, args.iters) for threads in (1, 2))
+        exported = [(label, arch, options, *export_candidate(arch, options, Path(tmp) / f"{i}.onnx"))
+                    for i, (label, arch, options) in enumerate(CANDIDATES)]
+        for label, arch, options, path, params, macs in exported:
+            one, two = (time_model(path, threads, 1, args.iters) for threads in (1, 2))
             row = {"label": label, "architecture": arch, "options": options, "params": params, "macs": macs,
                    "p50_ms_1t": one["p50_ms"], "p95_ms_1t": one["p95_ms"],
                    "p50_ms_2t": two["p50_ms"], "p95_ms_2t": two["p95_ms"],

@@ -140,7 +140,7 @@ class Run:
             "stage": stage,
             "parent": parent.ref_from(path) if parent else None,
             "parent_abs": str(parent.path.resolve()) if parent and not parent.is_zoo else None,
-            **({"parent_files": parent.manifest.get("files")} if parent and parent.is_zoo else {}),
+            **(zoo_parent_pin(parent) if parent else {}),
             "status": "running",
             "created": now_iso(),
             "updated": now_iso(),
@@ -321,6 +321,11 @@ def _stopped_before_first_epoch(path: Path) -> bool:
             and not (path / MODEL_FILE).exists() and not runlock.holds(path) and not runlock.is_locked_elsewhere(path))
 
 
+def zoo_parent_pin(parent: Run) -> dict[str, Any]:
+    """What a run made from a zoo model records of it: its files, which `Run.parent` checks later."""
+    return {"parent_files": parent.manifest.get("files")} if parent.is_zoo else {}
+
+
 def writable_copy(run: Run, dest: str | Path | None = None) -> Run:
     """A run folder a stage may write into: `run` itself, or for a read-only zoo model a copy
     (default artifacts/<name>; an earlier copy of the same weights is reused)."""
@@ -338,8 +343,8 @@ def writable_copy(run: Run, dest: str | Path | None = None) -> Run:
     for file in run.path.iterdir():
         if file.is_file() and file.name != MANIFEST:
             shutil.copy2(file, dest / file.name)
-    parent = run.manifest.get("parent") or ""
-    pin = {"parent_files": Run.load(parent).manifest.get("files")} if parent.startswith(zoo.PREFIX) else {}
+    parent = run.manifest.get("parent") or ""  # inside the zoo a parent ships beside its child; a copy leaves it
+    pin = zoo_parent_pin(Run.load(parent)) if parent.startswith(zoo.PREFIX) else {}
     copy = Run(dest, {**run.manifest, **pin, "name": dest.name, "copied_from": run.ref,
                       "copied_files": run.manifest.get("files"), "created": now_iso()})
     copy.save()
