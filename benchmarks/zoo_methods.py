@@ -1,0 +1,94 @@
+"""The zoo's training methods, one change at a time (issue 12): each method's run against its baseline.
+
+Reads the finished run folders the zoo's trainings wrote (default ~/.cache/fercomp/zoo-runs) and,
+for every comparison below, prints and records both runs' PublicTest (selection) and PrivateTest
+(report) accuracy, macro-F1, epochs and training time, the deltas, and each run's exact command.
+A run that is missing or unfinished is listed as such. Writes benchmarks/results/zoo_methods.{md,json}.
+
+    python benchmarks/zoo_methods.py [--runs ~/.cache/fercomp/zoo-runs]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from results_io import write_result_json, write_result_text  # noqa: E402
+
+# (method, model, baseline run, run with the method, what else differs: "" when it is one change)
+COMPARISONS = [
+    ("distillation from zoo:compact + zoo:tiny (8 cached views)", "tiny", "tiny-sep60", "tiny-kd-ct-v8", ""),
+    ("stronger teachers: zoo:standard + zoo:compact", "tiny, distilled", "tiny-kd-ct-v8", "tiny-kd-sc-v8", ""),
+    ("weight EMA 0.999", "tiny, distilled", "tiny-kd-sc-v8", "tiny-kd-sc-v8-ema", ""),
+    ("CutMix (alpha 1.0)", "tiny", "tiny-sep60", "tiny-sep60-cutmix", ""),
+    ("mixup (alpha 0.2)", "tiny", "tiny-sep60", "tiny-sep60-mixup", ""),
+    ("random erasing (--augment erase)", "tiny", "tiny-sep60", "tiny-sep60-erase", ""),
+    ("distillation from zoo:standard + the previous zoo:compact (8 cached views)", "se_resnet width 12, EMA",
+     "compact-se12-ema", "compact-se12-ema-kd-sc", ""),
+    ("shape chosen for CPU latency: mini-Xception 64-128-320", "compact, distilled",
+     "compact-se12-ema-kd-sc", "compact-sep320-kd-sc", "also no EMA, 60 instead of 50 epochs"),
+    ("distillation from zoo:standard + the previous zoo:compact (12 cached views)", "se_resnet 1.63M, strong aug",
+     "std-se60-strong", "std-se60-strong-kd-sc", ""),
+    ("FER+ soft vote shares instead of majority labels", "tiny, FER+ 8 classes",
+     "tiny-fp8-40-ferplus8", "tiny-fp8-40-ferplus8-soft", ""),
+]
+
+
+def run_record(folder: Path) -> dict:
+    manifest_path = folder / "manifest.json"
+    if not manifest_path.is_file():
+        return {"run": folder.name, "status": "missing"}
+    m = json.loads(manifest_path.read_text())
+    metrics = m.get("metrics") or {}
+    if m.get("status") != "complete" or "test_acc" not in metrics:
+        return {"run": folder.name, "status": m.get("status"), "epochs_done": m.get("epochs_done")}
+    return {"run": folder.name, "status": "complete", "val_acc": metrics["val_acc"], "test_acc": metrics["test_acc"],
+            "test_macro_f1": metrics.get("test_macro_f1"), "epochs": metrics.get("epochs_run"),
+            "train_time_s": metrics.get("train_time_s"), "command": m.get("command")}
+
+
+def cell(record: dict) -> str:
+    """PrivateTest (PublicTest), or why there is no figure yet."""
+    if record["status"] != "complete":
+        return f"{record['status']}" + (f" at epoch {record['epochs_done']}" if record.get("epochs_done") else "")
+    return f"{record['test_acc']:.2%} ({record['val_acc']:.2%})"
+
+
+def markdown(report: dict) -> str:
+    lines = ["# Zoo training methods, one change at a time", "",
+             f"Command: `{report['command']}`. PrivateTest accuracy (PublicTest, which selects, in brackets); "
+             "every run on the 2-core Intel Xeon of this project, 1 thread, seed 0.", "",
+             "| method | model | without | with | delta | also differs |", "|---|---|---:|---:|---:|---|"]
+    for row in report["rows"]:
+        base, new = row["without"], row["with"]
+        delta = (f"{100 * (new['test_acc'] - base['test_acc']):+.2f} ({100 * (new['val_acc'] - base['val_acc']):+.2f})"
+                 if base["status"] == new["status"] == "complete" else "not yet")
+        lines.append(f"| {row['method']} | {row['model']} | {cell(base)} | {cell(new)} | {delta} | "
+                     f"{row['also'] or 'nothing'} |")
+    lines += ["", "Commands:", ""]
+    runs = {r[k]["run"]: r[k] for r in report["rows"] for k in ("without", "with")}
+    lines += [f"- `{name}`: `{rec['command']}`" for name, rec in runs.items() if rec.get("command")]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=Path, default=Path("~/.cache/fercomp/zoo-runs"))
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    args = parser.parse_args()
+    runs = args.runs.expanduser()
+    rows = [{"method": method, "model": model, "without": run_record(runs / base), "with": run_record(runs / new),
+             "also": also} for method, model, base, new, also in COMPARISONS]
+    report = {"command": "python benchmarks/zoo_methods.py " + " ".join(sys.argv[1:]), "rows": rows}
+    write_result_json(args.out / "zoo_methods.json", report)
+    write_result_text(args.out / "zoo_methods.md", markdown(report))
+    print(markdown(report))
+
+
+if __name__ == "__main__":
+    main()
