@@ -2,6 +2,8 @@
 
     python benchmarks/teacher_choice.py zoo:standard zoo:compact zoo:tiny
         # writes benchmarks/results/teacher_choice.{json,md}
+    python benchmarks/teacher_choice.py zoo:standard ~/runs/a --name teacher_choice_compact
+        # run folders are named by their folder name in the results (no machine paths)
 
 Each candidate set is scored as `train --teacher A,B --teacher-views N` would use it: the mean
 logits of its members on each image and its mirror (teacher_cache.ensemble_logits). The set with the
@@ -31,6 +33,7 @@ def main() -> int:
     ap.add_argument("teachers", nargs="+", help="candidate teachers: zoo:NAME, run folders or .pt")
     ap.add_argument("--data", default=str(REPO / DEFAULT_DATA))
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--name", default="teacher_choice", help="results file stem under benchmarks/results/")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     data = load_data(args.data)
@@ -38,15 +41,16 @@ def main() -> int:
     splits = {name: data.split(name) for name in ("val", "test")}
     logits = {t.ref: {name: ensemble_logits([t], torch.from_numpy(s.x).unsqueeze(1).float() / 255)
                       for name, s in splits.items()} for t in teachers}
+    label = {t.ref: shown_name(t.ref) for t in teachers}
     rows = []
     for size in range(1, len(teachers) + 1):
-        for members in itertools.combinations(args.teachers, size):
+        for members in itertools.combinations([t.ref for t in teachers], size):
             acc = {name: float((torch.stack([logits[m][name] for m in members]).mean(0).argmax(1).numpy()
                                 == s.y).mean()) for name, s in splits.items()}
-            rows.append({"teachers": list(members), "val_acc": acc["val"], "test_acc": acc["test"]})
+            rows.append({"teachers": [label[m] for m in members], "val_acc": acc["val"], "test_acc": acc["test"]})
     best = max(rows, key=lambda r: r["val_acc"])
     lines = ["# Choosing the distillation teachers on FER2013 PublicTest", "",
-             f"Command: `python benchmarks/teacher_choice.py {' '.join(args.teachers)}`. Each set: mean logits of "
+             f"Command: `python benchmarks/teacher_choice.py {' '.join(label.values())}`. Each set: mean logits of "
              "its members on the image and its mirror.", "",
              "| teachers | PublicTest (selects) | PrivateTest (reported) |", "|---|---:|---:|"]
     for r in sorted(rows, key=lambda r: -r["val_acc"]):
@@ -55,9 +59,14 @@ def main() -> int:
     text = "\n".join(lines) + "\n"
     print(text)
     results = REPO / "benchmarks" / "results"
-    write_result_json(results / "teacher_choice.json", {"data": args.data, "rows": rows, "chosen": best["teachers"]})
-    write_result_text(results / "teacher_choice.md", text)
+    write_result_json(results / f"{args.name}.json", {"data": args.data, "rows": rows, "chosen": best["teachers"]})
+    write_result_text(results / f"{args.name}.md", text)
     return 0
+
+
+def shown_name(ref: str) -> str:
+    """zoo:NAME as given; a run folder or file by its own name, so results carry no machine paths."""
+    return ref if ref.startswith("zoo:") else Path(ref).name
 
 
 if __name__ == "__main__":

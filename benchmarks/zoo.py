@@ -102,10 +102,14 @@ def teacher_recipes(run: Run) -> list[dict[str, Any]]:
     (a zoo name may later point at a newer model)."""
     teachers = []
     for r in run.lineage():
-        for ref in (r.manifest.get("distillation") or {}).get("teachers", []):
+        distillation = r.manifest.get("distillation") or {}
+        for ref in distillation.get("teachers", []):
             if ref.startswith(zoo.PREFIX):
-                card = zoo.card(ref[len(zoo.PREFIX):])
-                teachers.append({"ref": ref, "test_acc": card["test"]["accuracy"], "recipe": card["recipe"]})
+                taught = (distillation.get("zoo_cards") or {}).get(ref)  # its card when it taught
+                if taught is None:  # a run from before cards were recorded: the card installed now
+                    card = zoo.card(ref[len(zoo.PREFIX):])
+                    taught = {"test_acc": card["test"]["accuracy"], "recipe": card["recipe"]}
+                teachers.append({"ref": ref, **taught})
             else:
                 teachers.append({"ref": without_folders(ref), "recipe": lineage_commands(Run.load(ref))})
     return teachers

@@ -8,11 +8,13 @@ import torch
 
 from fercomp.cli import main
 from fercomp.data import Augmenter
-from fercomp.errors import ConfigError
+from fercomp import zoo
+from fercomp.errors import ConfigError, RunError
 from fercomp.runs import Run
 from fercomp.train import TrainConfig, fit
 from fercomp.train.fit import load_teacher
-from fercomp.train.teacher_cache import augmented_view, ensemble_logits, teacher_targets
+from fercomp.train.teacher_cache import (augmented_view, cache_path, ensemble_logits, require_same_teachers,
+                                         teacher_identity, teacher_targets)
 
 from test_recipes import cfg, saved
 
@@ -64,6 +66,64 @@ def test_each_epoch_gets_a_view_and_the_teachers_logits_on_that_same_view(teache
     assert again.record["reused_cache"] and torch.equal(again.logits, targets.logits)
     other = teacher_targets([a], x, "strong", seed=3, views=2, progress=False)  # other teachers, other key
     assert not other.record["reused_cache"]
+
+
+def test_a_resumed_run_keeps_the_outputs_it_started_with_when_a_teacher_changes(teachers):
+    a, b = (load_teacher(str(r.path), Run.load(r.path).manifest["model"]["class_names"]) for r in teachers)
+    x = images(30)
+    first = teacher_targets([a], x, "strong", seed=3, views=2, progress=False)
+    started = first.record
+    assert started["weights_sha256"] == teacher_identity([a])["weights_sha256"]
+    # the name now points at other weights (b): the run still learns from what a taught it
+    resumed = teacher_targets([b], x, "strong", seed=3, views=2, progress=False, started=started)
+    assert torch.equal(resumed.logits, first.logits)
+    assert resumed.record["reused_cache"] and resumed.record["cache_key"] == started["cache_key"]
+    view, logits = resumed.view_for_epoch(x, 2)
+    torch.testing.assert_close(logits, ensemble_logits([a], view))
+    cache_path(started["cache_key"]).unlink()
+    with pytest.raises(RunError, match="other weights"):  # gone, and b cannot rebuild them
+        teacher_targets([b], x, "strong", seed=3, views=2, progress=False, started=started)
+    rebuilt = teacher_targets([a], x, "strong", seed=3, views=2, progress=False, started=started)
+    assert not rebuilt.record["reused_cache"] and rebuilt.record["cache_key"] == started["cache_key"]
+
+
+def test_live_teachers_must_be_those_the_run_started_with(teachers):
+    a, b = (load_teacher(str(r.path), Run.load(r.path).manifest["model"]["class_names"]) for r in teachers)
+    started = teacher_identity([a, b])
+    require_same_teachers(started, [a, b])
+    require_same_teachers({}, [b])  # a run from before digests were recorded: nothing to compare
+    with pytest.raises(RunError, match="other weights"):
+        require_same_teachers(started, [b, a])
+
+
+def test_a_zoo_teacher_is_recorded_with_its_card_as_it_taught():
+    teacher = load_teacher("zoo:tiny", zoo.card("tiny")["class_names"])
+    recorded = teacher_identity([teacher])
+    assert recorded["zoo_cards"]["zoo:tiny"] == {"test_acc": zoo.card("tiny")["test"]["accuracy"],
+                                                  "recipe": zoo.card("tiny")["recipe"]}
+    assert len(recorded["weights_sha256"][0]) == 64
+
+
+def test_resume_after_a_teacher_changed_and_its_cache_is_gone_is_one_line(teachers, tmp_path, capsys):
+    import shutil
+    teacher = tmp_path / "teacher.pt"
+    shutil.copy(Path(teachers[0].path) / "model.pt", teacher)
+
+    def stop(epoch, _):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(cfg(tmp_path, "killed", distill_from=str(teacher), teacher_views=2), progress=False, on_epoch_end=stop)
+    run = Run.load(tmp_path / "killed")
+    shutil.copy(Path(teachers[1].path) / "model.pt", teacher)  # same file name, other weights
+    Path(run.manifest["distillation"]["cache"]).unlink()
+    before = (run.path / "last.pt").read_bytes()
+    code = main(["train", "--resume", str(run.path), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and str(run.path) in err and "other weights" in err
+    assert (run.path / "last.pt").read_bytes() == before and Run.load(run.path).manifest["epochs_done"] == 1
+    shutil.copy(Path(teachers[0].path) / "model.pt", teacher)  # the teacher it started with: it resumes
+    assert Run.load(fit(TrainConfig(), resume=run.path, progress=False).path).manifest["status"] == "complete"
 
 
 @pytest.mark.slow  # four trainings

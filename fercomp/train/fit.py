@@ -52,7 +52,7 @@ from .distributed import (
 from .phases import check_two_phase, frozen_stages, in_head_phase
 from .evaluate import evaluate_model, write_evaluation
 from .losses import distillation_loss
-from .teacher_cache import Teacher, teacher_targets
+from .teacher_cache import Teacher, require_same_teachers, teacher_identity, teacher_targets
 from .plots import plot_curves
 
 RESUME_FORMAT = "fercomp-resume/1"
@@ -217,17 +217,24 @@ def fit(
     if ckpt is not None:  # before the optimizer exists: this may resize layers
         fit_to_state_dict(model, ckpt["model"])
     teachers = [load_teacher(ref, data.class_names) for ref in cfg.teachers]
+    started_distillation = run.manifest.get("distillation") if resume is not None else None
     cfg = cfg.resolved(getattr(model, "default_cfg", {}))
     # Data lives on the training device as uint8 tensors (FER2013 is 83 MB), also what cached teachers score.
     train_x = torch.from_numpy(train.x).unsqueeze(1).to(device)
-    targets = None
-    if teachers and cfg.teacher_views:  # computed once (or read from the cache) before the run folder exists
-        for t in teachers:
-            t.model.to(device)
-        targets = teacher_targets(teachers, train_x, cfg.augment,
-                                  cfg.seed, cfg.teacher_views, (torch.from_numpy(val.x).unsqueeze(1).to(device), val.y),
-                                  progress=progress and group.is_main)
-        teachers = []
+    targets = live_teachers = None
+    try:  # a resumed run learns from the teachers it started with, whatever their names point at now
+        if teachers and cfg.teacher_views:  # computed once (or read from the cache) before the run folder exists
+            for t in teachers:
+                t.model.to(device)
+            targets = teacher_targets(teachers, train_x, cfg.augment, cfg.seed, cfg.teacher_views,
+                                      (torch.from_numpy(val.x).unsqueeze(1).to(device), val.y),
+                                      progress=progress and group.is_main, started=started_distillation)
+            teachers = []
+        elif teachers:  # scored live each batch
+            require_same_teachers(started_distillation or {}, teachers)
+            live_teachers = {"teachers": [t.ref for t in teachers], **teacher_identity(teachers), "views": 0}
+    except RunError as err:  # only a resume raises here
+        raise RunError(f"{run.path}: {err}") from None
     teacher = teachers[0].model if len(teachers) == 1 else (Ensemble(teachers) if teachers else None)
     check_two_phase(cfg, model)
     if cfg.head_epochs:  # before the optimizer: phase 1's frozen stages
@@ -254,7 +261,8 @@ def fit(
         model=spec,
         params=float_params,
         macs=float_macs,
-        **({"distillation": targets.record} if targets is not None else {}),
+        **({"distillation": targets.record if targets is not None else live_teachers}
+           if targets is not None or live_teachers else {}),
     )
     if run is None:
         if group.is_main:

@@ -10,8 +10,9 @@ costs, whatever the teachers' size.
 
 The logits are cached under the user's cache folder, keyed by the teachers' weights, the training
 images, the augmentation, the seed and the number of views, so a second student of the same
-teachers (tiny, then compact) skips the teacher pass; a resumed run finds them there or rebuilds
-them identically.
+teachers (tiny, then compact) skips the teacher pass. A resumed run reads the logits it started
+with, found by the key its manifest recorded, even when a teacher's name now points at other weights
+(a fercomp update may ship another zoo:compact); it rebuilds them only from the same teachers.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .. import zoo
 from ..data import Augmenter
 from ..errors import RunError
 from ..io import save_torch
@@ -126,25 +128,29 @@ class TeacherTargets:
 def teacher_targets(
     teachers: Sequence[Teacher], images: torch.Tensor, augment: str, seed: int, views: int,
     val: tuple[torch.Tensor, np.ndarray] | None = None, progress: bool = True,
+    started: dict[str, Any] | None = None,
 ) -> TeacherTargets:
     """Load the cached logits of these teachers on these views, or compute and cache them.
 
     images: the training set as uint8 [N,1,H,W] on the training device. val: (uint8 images, labels)
     to record the ensemble's own validation accuracy with flip TTA, the figure the student chases.
+    started: a resumed run's recorded distillation; its logits are used as they were, and computing
+    them again from teachers that changed since is refused (RunError).
     """
     augmenter = Augmenter(augment)
     for teacher in teachers:
         teacher.model.to(memory_format=torch.channels_last)
+    if started and started.get("cache_key"):
+        logits = read_cache(started["cache_key"], images.device)
+        if logits is not None:
+            return TeacherTargets(logits, augmenter, seed, {**started, "reused_cache": True})
     key = cache_key(teachers, images, augment, seed, views)
-    path = cache_dir() / f"{key[:24]}.pt"
-    logits = None
-    if path.exists():
-        try:
-            saved = load_state_file(path, CACHE_FORMAT, "cached teacher logits")
-        except RunError:  # a damaged cache is only a cache: compute it again
-            saved = {}
-        if saved.get("key") == key:
-            logits = saved["logits"].float().to(images.device)
+    if started and started.get("cache_key") not in (None, key):
+        raise RunError(f"its teachers {', '.join(t.ref for t in teachers)} now have other weights than when it "
+                       f"started, and the outputs it learnt from ({cache_path(started['cache_key'])}) are gone: "
+                       "restore those or start a new run")
+    path = cache_path(key)
+    logits = read_cache(key, images.device)
     cached = logits is not None
     if logits is None:
         bar = make_progress(progress)
@@ -156,9 +162,44 @@ def teacher_targets(
                 bar.advance(task)
         logits = torch.stack(per_view)
         save_torch(path, {"format": CACHE_FORMAT, "key": key, "logits": logits.cpu()})
-    record = {"teachers": [t.ref for t in teachers], "views": views, "tta": "flip", "cache": str(path),
-              "cache_key": key, "reused_cache": cached}
+    record = {"teachers": [t.ref for t in teachers], **teacher_identity(teachers), "views": views, "tta": "flip",
+              "cache": str(path), "cache_key": key, "reused_cache": cached}
     if val is not None and len(val[1]):
         val_logits = ensemble_logits(teachers, val[0].float().div(255.0))
         record["teacher_val_acc"] = float((val_logits.argmax(1).cpu().numpy() == val[1]).mean())
     return TeacherTargets(logits, augmenter, seed, record)
+
+
+def cache_path(key: str) -> Path:
+    return cache_dir() / f"{key[:24]}.pt"
+
+
+def read_cache(key: str, device: torch.device) -> torch.Tensor | None:
+    """The cached logits stored under `key`, or None (absent, damaged or another key's)."""
+    path = cache_path(key)
+    if not path.exists():
+        return None
+    try:
+        saved = load_state_file(path, CACHE_FORMAT, "cached teacher logits")
+    except RunError:  # a damaged cache is only a cache: compute it again
+        return None
+    return saved["logits"].float().to(device) if saved.get("key") == key else None
+
+
+def teacher_identity(teachers: Sequence[Teacher]) -> dict[str, Any]:
+    """What a run records of its teachers: their weights' digests, and for zoo models the card as it
+    was when they taught (the name may later point at a newer model)."""
+    cards = {}
+    for t in teachers:
+        if t.ref.startswith(zoo.PREFIX):
+            card = zoo.card(t.ref[len(zoo.PREFIX):])
+            cards[t.ref] = {"test_acc": card["test"]["accuracy"], "recipe": card["recipe"]}
+    return {"weights_sha256": [weights_digest(t.model) for t in teachers], **({"zoo_cards": cards} if cards else {})}
+
+
+def require_same_teachers(started: dict[str, Any], teachers: Sequence[Teacher]) -> None:
+    """A resumed run distilling from live teachers must see the teachers it started with."""
+    recorded = started.get("weights_sha256")
+    if recorded and recorded != [weights_digest(t.model) for t in teachers]:
+        raise RunError(f"its teachers {', '.join(t.ref for t in teachers)} now have other weights than when it "
+                       "started (a zoo name may point at a newer model): start a new run")
