@@ -235,6 +235,7 @@ def fit(
             live_teachers = {"teachers": [t.ref for t in teachers], **teacher_identity(teachers), "views": 0}
     except RunError as err:  # only a resume raises here
         raise RunError(f"{run.path}: {err}") from None
+    distillation = targets.record if targets is not None else live_teachers
     teacher = teachers[0].model if len(teachers) == 1 else (Ensemble(teachers) if teachers else None)
     check_two_phase(cfg, model)
     if cfg.head_epochs:  # before the optimizer: phase 1's frozen stages
@@ -261,8 +262,7 @@ def fit(
         model=spec,
         params=float_params,
         macs=float_macs,
-        **({"distillation": targets.record if targets is not None else live_teachers}
-           if targets is not None or live_teachers else {}),
+        **({"distillation": distillation} if distillation else {}),
     )
     if run is None:
         if group.is_main:

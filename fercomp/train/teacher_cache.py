@@ -191,8 +191,9 @@ def teacher_identity(teachers: Sequence[Teacher]) -> dict[str, Any]:
     was when they taught (the name may later point at a newer model)."""
     cards = {}
     for t in teachers:
-        if t.ref.startswith(zoo.PREFIX):
-            card = zoo.card(t.ref[len(zoo.PREFIX):])
+        name = zoo.zoo_name(t.ref)
+        if name is not None:
+            card = zoo.card(name)
             cards[t.ref] = {"test_acc": card["test"]["accuracy"], "recipe": card["recipe"]}
     return {"weights_sha256": [weights_digest(t.model) for t in teachers], **({"zoo_cards": cards} if cards else {})}
 
