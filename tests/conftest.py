@@ -34,11 +34,12 @@ def ferplus_csv() -> Path:
 
 @pytest.fixture(scope="session")
 def trained_synthetic(tmp_path_factory):
-    """A separable_cnn that learned the synthetic faces (shared: quantization and explanation tests)."""
+    """A separable_cnn that learned the synthetic faces (shared: quantization and explanation tests).
+    One thread: two threads on a core another process is using took 200 s instead of 15 here."""
     from fercomp.train import TrainConfig, fit
 
     root = tmp_path_factory.mktemp("trained")
-    run = fit(TrainConfig(model="separable_cnn", synthetic_per_class=300, epochs=8, out=str(root / "base")),
+    run = fit(TrainConfig(model="separable_cnn", synthetic_per_class=300, epochs=8, threads=1, out=str(root / "base")),
               progress=False)
     assert run.manifest["metrics"]["test_acc"] > 0.85  # a model that learned, so agreement means something
     return run
