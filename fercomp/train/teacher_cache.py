@@ -146,9 +146,8 @@ def teacher_targets(
             return TeacherTargets(logits, augmenter, seed, {**started, "reused_cache": True})
     key = cache_key(teachers, images, augment, seed, views)
     if started and started.get("cache_key") not in (None, key):
-        raise RunError(f"its teachers {', '.join(t.ref for t in teachers)} now have other weights than when it "
-                       f"started, and the outputs it learnt from ({cache_path(started['cache_key'])}) are gone: "
-                       "restore those or start a new run")
+        raise RunError(f"{changed(teachers)}, and the outputs it learnt from ({cache_path(started['cache_key'])}) "
+                       "are gone: restore those or start a new run")
     path = cache_path(key)
     logits = read_cache(key, images.device)
     cached = logits is not None
@@ -202,5 +201,8 @@ def require_same_teachers(started: dict[str, Any], teachers: Sequence[Teacher]) 
     """A resumed run distilling from live teachers must see the teachers it started with."""
     recorded = started.get("weights_sha256")
     if recorded and recorded != [weights_digest(t.model) for t in teachers]:
-        raise RunError(f"its teachers {', '.join(t.ref for t in teachers)} now have other weights than when it "
-                       "started (a zoo name may point at a newer model): start a new run")
+        raise RunError(f"{changed(teachers)} (a zoo name may point at a newer model): start a new run")
+
+
+def changed(teachers: Sequence[Teacher]) -> str:
+    return f"its teachers {', '.join(t.ref for t in teachers)} now have other weights than when it started"
