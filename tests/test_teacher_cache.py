@@ -68,6 +68,31 @@ def test_each_epoch_gets_a_view_and_the_teachers_logits_on_that_same_view(teache
     assert not other.record["reused_cache"]
 
 
+def test_an_interrupted_teacher_pass_continues_from_its_last_finished_view(teachers, monkeypatch):
+    from fercomp.train import teacher_cache
+
+    a = load_teacher(str(teachers[0].path), Run.load(teachers[0].path).manifest["model"]["class_names"])
+    x, real, calls = images(30), teacher_cache.ensemble_logits, []
+
+    def scored(models, view):
+        calls.append(1)
+        if len(calls) == 3:  # killed while scoring the third view
+            raise KeyboardInterrupt
+        return real(models, view)
+
+    monkeypatch.setattr(teacher_cache, "ensemble_logits", scored)
+    with pytest.raises(KeyboardInterrupt):
+        teacher_targets([a], x, "strong", seed=5, views=4, progress=False)
+    calls.clear()
+    monkeypatch.setattr(teacher_cache, "ensemble_logits", lambda models, view: calls.append(1) or real(models, view))
+    targets = teacher_targets([a], x, "strong", seed=5, views=4, progress=False)
+    assert len(calls) == 2 and not targets.record["reused_cache"]  # views 3 and 4 only
+    for epoch in (1, 2, 3, 4):
+        view, logits = targets.view_for_epoch(x, epoch)
+        torch.testing.assert_close(logits, real([a], view))
+    assert not list(Path(targets.record["cache"]).parent.glob("*.partial.pt"))
+
+
 def test_a_resumed_run_keeps_the_outputs_it_started_with_when_a_teacher_changes(teachers):
     a, b = (load_teacher(str(r.path), Run.load(r.path).manifest["model"]["class_names"]) for r in teachers)
     x = images(30)

@@ -152,15 +152,24 @@ def teacher_targets(
     logits = read_cache(key, images.device)
     cached = logits is not None
     if logits is None:
+        # Each finished view is saved, so an interrupted teacher pass (an hour for big teachers on a CPU)
+        # continues where it stopped.
+        partial = path.with_suffix(".partial.pt")
+        done = read_cache(key, torch.device("cpu"), partial)
+        per_view = list(done.unbind(0)) if done is not None else []
         bar = make_progress(progress)
         with bar:
-            task = bar.add_task(f"teacher logits ({len(teachers)} model(s) x {views} views, flip TTA)", total=views)
-            per_view = []
-            for view in range(views):
-                per_view.append(ensemble_logits(teachers, augmented_view(images, augmenter, seed, view)))
+            task = bar.add_task(f"teacher logits ({len(teachers)} model(s) x {views} views, flip TTA)", total=views,
+                                completed=len(per_view))
+            for view in range(len(per_view), views):
+                per_view.append(ensemble_logits(teachers, augmented_view(images, augmenter, seed, view)).cpu())
+                if view + 1 < views:
+                    save_torch(partial, {"format": CACHE_FORMAT, "key": key, "logits": torch.stack(per_view)})
                 bar.advance(task)
         logits = torch.stack(per_view)
-        save_torch(path, {"format": CACHE_FORMAT, "key": key, "logits": logits.cpu()})
+        save_torch(path, {"format": CACHE_FORMAT, "key": key, "logits": logits})
+        partial.unlink(missing_ok=True)
+        logits = logits.to(images.device)
     record = {"teachers": [t.ref for t in teachers], **teacher_identity(teachers), "views": views, "tta": "flip",
               "cache": str(path), "cache_key": key, "reused_cache": cached}
     if val is not None and len(val[1]):
@@ -173,9 +182,10 @@ def cache_path(key: str) -> Path:
     return cache_dir() / f"{key[:24]}.pt"
 
 
-def read_cache(key: str, device: torch.device) -> torch.Tensor | None:
-    """The cached logits stored under `key`, or None (absent, damaged or another key's)."""
-    path = cache_path(key)
+def read_cache(key: str, device: torch.device, path: Path | None = None) -> torch.Tensor | None:
+    """The cached logits stored under `key` (at `path`, default its cache file), or None (absent,
+    damaged or another key's)."""
+    path = path or cache_path(key)
     if not path.exists():
         return None
     try:
