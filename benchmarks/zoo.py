@@ -104,10 +104,11 @@ def teacher_recipes(run: Run) -> list[dict[str, Any]]:
     for r in run.lineage():
         distillation = r.manifest.get("distillation") or {}
         for ref in distillation.get("teachers", []):
-            if ref.startswith(zoo.PREFIX):
+            name = zoo.zoo_name(ref)  # zoo:NAME or a bare zoo name, as teacher_identity records them
+            if name is not None:
                 taught = (distillation.get("zoo_cards") or {}).get(ref)  # its card when it taught
                 if taught is None:  # a run from before cards were recorded: the card installed now
-                    card = zoo.card(ref[len(zoo.PREFIX):])
+                    card = zoo.card(name)
                     taught = {"test_acc": card["test"]["accuracy"], "recipe": card["recipe"]}
                 teachers.append({"ref": ref, **taught})
             else:

@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -63,6 +64,11 @@ class Teacher:
     model: torch.nn.Module
     spec: dict[str, Any]
 
+    @cached_property
+    def weights_sha256(self) -> str:
+        """Its weights' digest, hashed once: the cache key and the run's record both need it."""
+        return weights_digest(self.model)
+
     @torch.no_grad()
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         """Logits for float [0, 1] images [B,1,H,W], averaged with those of the mirror images."""
@@ -99,7 +105,7 @@ def weights_digest(model: torch.nn.Module) -> str:
 def cache_key(teachers: Sequence[Teacher], images: torch.Tensor, augment: str, seed: int, views: int) -> str:
     what = {
         "format": CACHE_FORMAT,
-        "teachers": [weights_digest(t.model) for t in teachers],
+        "teachers": [t.weights_sha256 for t in teachers],
         "images": hashlib.sha256(images.cpu().numpy().tobytes()).hexdigest(),
         "augment": augment, "seed": seed, "views": views, "chunk": CHUNK,
     }
@@ -204,13 +210,13 @@ def teacher_identity(teachers: Sequence[Teacher]) -> dict[str, Any]:
         if name is not None:
             card = zoo.card(name)
             cards[t.ref] = {"test_acc": card["test"]["accuracy"], "recipe": card["recipe"]}
-    return {"weights_sha256": [weights_digest(t.model) for t in teachers], **({"zoo_cards": cards} if cards else {})}
+    return {"weights_sha256": [t.weights_sha256 for t in teachers], **({"zoo_cards": cards} if cards else {})}
 
 
 def require_same_teachers(started: dict[str, Any], teachers: Sequence[Teacher]) -> None:
     """A resumed run distilling from live teachers must see the teachers it started with."""
     recorded = started.get("weights_sha256")
-    if recorded and recorded != [weights_digest(t.model) for t in teachers]:
+    if recorded and recorded != [t.weights_sha256 for t in teachers]:
         raise RunError(f"{changed(teachers)} (a zoo name may point at a newer model): start a new run")
 
 
