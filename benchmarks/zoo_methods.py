@@ -3,7 +3,9 @@
 Reads the finished run folders the zoo's trainings wrote (default ~/.cache/fercomp/zoo-runs) and,
 for every comparison below, prints and records both runs' PublicTest (selection) and PrivateTest
 (report) accuracy, macro-F1, epochs and training time, the deltas, and each run's exact command.
-A run that is missing or unfinished is listed as such. Writes benchmarks/results/zoo_methods.{md,json}.
+A run whose folder is gone (a fresh machine starts with an empty cache) keeps the figures the last
+zoo_methods.json recorded for it; one never finished is listed as such. Writes
+benchmarks/results/zoo_methods.{md,json}.
 
     python benchmarks/zoo_methods.py [--runs ~/.cache/fercomp/zoo-runs]
 """
@@ -54,6 +56,22 @@ def run_record(folder: Path) -> dict:
             "train_time_s": metrics.get("train_time_s"), "command": m.get("command")}
 
 
+def recorded_runs(path: Path) -> dict[str, dict]:
+    """Every finished run the previous report recorded, by name."""
+    if not path.is_file():
+        return {}
+    rows = json.loads(path.read_text())["rows"]
+    return {rec["run"]: rec for row in rows for rec in (row["without"], row["with"]) if rec["status"] == "complete"}
+
+
+def run_or_recorded(folder: Path, recorded: dict[str, dict]) -> dict:
+    """The run folder's figures; the recorded ones when the folder is gone or has not finished again."""
+    record = run_record(folder)
+    if record["status"] != "complete" and folder.name in recorded:
+        return recorded[folder.name]
+    return record
+
+
 def cell(record: dict) -> str:
     """PrivateTest (PublicTest), or why there is no figure yet."""
     if record["status"] != "complete":
@@ -64,7 +82,8 @@ def cell(record: dict) -> str:
 def markdown(report: dict) -> str:
     lines = ["# Zoo training methods, one change at a time", "",
              f"Command: `{report['command']}`. PrivateTest accuracy (PublicTest, which selects, in brackets); "
-             "every run on the 2-core Intel Xeon of this project, 1 thread, seed 0.", "",
+             "every run on this project's 2-core machine (an Intel Xeon until 2026-11, an AMD EPYC since; "
+             "accuracy does not depend on which), 1 thread, seed 0.", "",
              "| method | model | without | with | delta | also differs |", "|---|---|---:|---:|---:|---|"]
     for row in report["rows"]:
         base, new = row["without"], row["with"]
@@ -84,8 +103,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args()
     runs = args.runs.expanduser()
-    rows = [{"method": method, "model": model, "without": run_record(runs / base), "with": run_record(runs / new),
-             "also": also} for method, model, base, new, also in COMPARISONS]
+    recorded = recorded_runs(args.out / "zoo_methods.json")
+    rows = [{"method": method, "model": model, "without": run_or_recorded(runs / base, recorded),
+             "with": run_or_recorded(runs / new, recorded), "also": also}
+            for method, model, base, new, also in COMPARISONS]
     report = {"command": "python benchmarks/zoo_methods.py " + " ".join(sys.argv[1:]), "rows": rows}
     write_result_json(args.out / "zoo_methods.json", report)
     write_result_text(args.out / "zoo_methods.md", markdown(report))
