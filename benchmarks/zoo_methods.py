@@ -30,6 +30,7 @@ COMPARISONS = [
     ("CutMix (alpha 1.0)", "tiny", "tiny-sep60", "tiny-sep60-cutmix", ""),
     ("mixup (alpha 0.2)", "tiny", "tiny-sep60", "tiny-sep60-mixup", ""),
     ("random erasing (--augment erase)", "tiny", "tiny-sep60", "tiny-sep60-erase", ""),
+    ("longer cosine schedule: 60 instead of 30 epochs", "tiny", "tiny-sep30", "tiny-sep60", ""),
     ("distillation from the previous zoo:standard + the previous zoo:compact (8 cached views)", "se_resnet width 12, EMA",
      "compact-se12-ema", "compact-se12-ema-kd-sc", ""),
     ("shape chosen for CPU latency: mini-Xception 64-128-320", "compact, distilled",
