@@ -83,8 +83,8 @@ def cell(record: dict) -> str:
 def markdown(report: dict) -> str:
     lines = ["# Zoo training methods, one change at a time", "",
              f"Command: `{report['command']}`. PrivateTest accuracy (PublicTest, which selects, in brackets); "
-             "every run on this project's 2-core machine (an Intel Xeon until 2026-11, an AMD EPYC since; "
-             "accuracy does not depend on which), 1 thread, seed 0.", "",
+             "every run on this project's 2-core machine (an Intel Xeon until 2026-11, an AMD EPYC since), "
+             "1 thread, seed 0.", "",
              "| method | model | without | with | delta | also differs |", "|---|---|---:|---:|---:|---|"]
     for row in report["rows"]:
         base, new = row["without"], row["with"]

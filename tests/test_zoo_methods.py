@@ -17,13 +17,13 @@ def finished_run(folder: Path, test_acc: float) -> None:
     (folder / "manifest.json").write_text(json.dumps(manifest))
 
 
-def test_gone_run_keeps_its_recorded_figures_and_a_present_run_wins(tmp_path):
+def test_gone_run_keeps_its_recorded_figures_and_a_present_run_wins(tmp_path, monkeypatch):
     runs, out = tmp_path / "runs", tmp_path / "results"
     base, new = zoo_methods.COMPARISONS[0][2:4]
     finished_run(runs / base, 0.60)
     finished_run(runs / new, 0.62)
     out.mkdir()
-    sys.argv = ["zoo_methods.py", "--runs", str(runs), "--out", str(out)]
+    monkeypatch.setattr(sys, "argv", ["zoo_methods.py", "--runs", str(runs), "--out", str(out)])
     zoo_methods.main()
 
     # Next machine: the baseline's folder is gone, the other run was trained again and scored better.
