@@ -281,6 +281,8 @@ def quantize(
     calib: int = typer.Option(512, help="training images used for calibration"),
     calib_method: str = typer.Option("minmax", help="minmax | percentile | entropy"),
     activations: str = typer.Option("u8-asym", help="u8-asym (ONNX Runtime CPU) | s8-sym (TensorRT explicit INT8; ptq and qat)"),
+    weight_range: str = typer.Option("reduced", help="reduced: weights in [-64, 64], exact on every x86 CPU (int16 "
+                                     "saturation without VNNI otherwise) | full: [-127, 127]"),
     epochs: int = typer.Option(5, help="qat: fine-tuning epochs (BN stats freeze at 60%, observers at 80%)"),
     lr: Optional[float] = typer.Option(None, help="qat: peak lr (default: a twentieth of the parent's)"),
     distill: bool = typer.Option(False, "--distill", help="qat: also learn the float parent's soft targets"),
@@ -295,7 +297,7 @@ def quantize(
     from .compress.quantize import QuantizeConfig, quantize_run
 
     result = quantize_run(QuantizeConfig(parent=run, mode=mode, calib=calib, calib_method=calib_method,
-                                         activations=activations, epochs=epochs, lr=lr, distill=distill,
+                                         activations=activations, weight_range=weight_range, epochs=epochs, lr=lr, distill=distill,
                                          out=out, threads=threads, data=data, device=device, amp=amp),
                           progress=progress)
     q = result.manifest["quantize"]

@@ -84,6 +84,7 @@ def test_s8_symmetric_activations_have_zero_zero_points(trained, tmp_path):
     (["--calib", "0"], "--calib"),
     (["--calib-method", "magic"], "--calib-method"),
     (["--activations", "u4"], "--activations"),
+    (["--weight-range", "huge"], "--weight-range"),
 ])
 def test_quantize_cli_errors(capsys, trained, tmp_path, argv, expected):
     code = main(["quantize", str(trained.path), "--out", str(tmp_path / "x"), "--no-progress", *argv])
@@ -115,6 +116,7 @@ def test_qat_exports_fully_fused_int8_that_matches_its_fake_quant_model(qat, tra
     assert convs >= 10 and ops["QLinearConv"] == convs and ops.get("Add", 0) == 0
     # ONNX Runtime's INT8 computes what the torch fake-quant model computed
     assert m["quantize"]["ort_vs_fake_quant_top1_agreement_test"] >= 0.99
+    assert m["quantize"]["max_abs_weight"] <= 64 and m["quantize"]["exact_on_non_vnni_x86"]  # QAT learns the 7-bit grid
     acc = m["quantize"]["accuracy"]
     assert abs(acc["int8_onnx"]["test"] - trained.manifest["metrics"]["test_acc"]) <= 0.05
     assert evaluate_run(qat.path, split="test", write=False)["accuracy"] == pytest.approx(m["metrics"]["test_acc"])

@@ -83,7 +83,9 @@ def test_bf16_autocast_on_cpu_trains_and_records_its_placement(tmp_path):
                           out=str(tmp_path / "bf16")), progress=False)
     m = Run.load(run.path).manifest
     assert m["placement"] == {"device": "cpu", "amp": "bf16"}
-    assert m["status"] == "complete" and m["metrics"]["test_acc"] > 0.5, m["metrics"]  # chance is 14%
+    # it learned: chance is 14%. Not a tighter bound: CPUs without native bf16 (AVX512_BF16) reach
+    # 0.495 in 5 epochs where this one reaches more; the bound is for training, not a CPU's bf16 speed
+    assert m["status"] == "complete" and m["metrics"]["test_acc"] > 0.35, m["metrics"]
 
 
 def test_a_run_resumes_with_another_device_setting(tmp_path):

@@ -36,6 +36,7 @@ from ..errors import ConfigError
 from ..io import atomic_path, save_torch, sha256_file
 from ..runs import ONNX_FILE
 from ..train.evaluate import reports_by_split, write_evaluation
+from .weight_range import saturation_record, weight_limits
 from ..train.fit import FloatRecipe, history_metrics
 
 QAT_BEST = "qat_best.pt"
@@ -52,11 +53,13 @@ def _torchao():
     return pt2e, prepare_qat_pt2e, convert_pt2e, XNNPACKQuantizer, get_symmetric_quantization_config
 
 
-def make_quantizer(activations: str = "u8-asym"):
-    """Per-channel symmetric INT8 weights and per-tensor activations (`u8-asym`: UINT8 affine for
-    ONNX Runtime; `s8-sym`: INT8 with zero point 0 for TensorRT), ORT-fusable placement."""
+def make_quantizer(activations: str = "u8-asym", weight_range: str = "reduced"):
+    """Per-channel symmetric INT8 weights (integers within `weight_range`, see weight_range.py) and
+    per-tensor activations (`u8-asym`: UINT8 affine for ONNX Runtime; `s8-sym`: INT8 with zero
+    point 0 for TensorRT), ORT-fusable placement."""
     _, _, _, XNNPACKQuantizer, get_config = _torchao()
-    config = get_config(is_per_channel=True, is_qat=True)
+    low, high = weight_limits(weight_range)
+    config = get_config(is_per_channel=True, is_qat=True, weight_qmin=low, weight_qmax=high)
     if activations == "s8-sym":
         spec = dataclasses.replace(config.input_activation, dtype=torch.int8, quant_min=-128, quant_max=127,
                                    qscheme=torch.per_tensor_symmetric)
@@ -85,11 +88,12 @@ class QatRecipe(FloatRecipe):
     channels_last = False  # the exported graph was captured in NCHW
 
     def __init__(self, freeze_bn_epoch: int, freeze_observer_epoch: int, source_run: str,
-                 activations: str = "u8-asym"):
+                 activations: str = "u8-asym", weight_range: str = "reduced"):
         self.freeze_bn_epoch = freeze_bn_epoch
         self.freeze_observer_epoch = freeze_observer_epoch
         self.source_run = source_run
         self.activations = activations
+        self.weight_range = weight_range
 
     def prepare(self, model, input_size):
         pt2e, prepare_qat_pt2e, _, _, _ = _torchao()
@@ -97,7 +101,7 @@ class QatRecipe(FloatRecipe):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             exported = torch.export.export(model.train(), example, dynamic_shapes=(batch_dim(),)).module()
-            prepared = prepare_qat_pt2e(exported, make_quantizer(self.activations))
+            prepared = prepare_qat_pt2e(exported, make_quantizer(self.activations, self.weight_range))
         pt2e.allow_exported_model_train_eval(prepared)  # so .train()/.eval() switch BN, dropout, observers
         return prepared
 
@@ -160,6 +164,7 @@ class QatRecipe(FloatRecipe):
             "int8_onnx": {k: v["accuracy"] for k, v in int8.items()},
         }
         record["ort_vs_fake_quant_top1_agreement_test"] = agreement
+        record.update(saturation_record(run.path / ONNX_FILE))
         metrics = {**history_metrics(state), "val_acc": int8.get("val", {}).get("accuracy"),
                    "test_acc": int8.get("test", {}).get("accuracy"),
                    "test_macro_f1": int8.get("test", {}).get("macro_f1"), "backend": "onnxruntime int8"}
@@ -178,7 +183,8 @@ def resume_qat(path, progress: bool = True, device: str | None = None):
     q = run.manifest["quantize"]
     recipe = QatRecipe(q["freeze_bn_after_epoch"], q["freeze_observers_after_epoch"],
                        source_run=run.parent.ref if run.parent else None,
-                       activations=q.get("activation_encoding", "u8-asym"))  # runs from before s8-sym QAT: u8
+                       activations=q.get("activation_encoding", "u8-asym"),  # runs from before s8-sym QAT: u8
+                       weight_range=q.get("weight_range", "full"))  # runs from before the reduced range: full
     return fit(TrainConfig(device=device), resume=run.path, progress=progress, recipe=recipe)
 
 

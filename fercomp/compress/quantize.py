@@ -40,6 +40,8 @@ from ..runs import ONNX_FILE, Run, removed_on_failure
 from ..data.run_data import calibration_images
 from ..train.evaluate import data_for_run, reports_by_split, write_evaluation
 from ..ui import console
+from .weight_range import describe as describe_weights
+from .weight_range import saturation_record, weight_limits
 
 MODES = ("ptq", "qat")
 QAT_LR_FACTOR = 0.05  # QAT fine-tunes gently: a twentieth of the parent's peak lr unless --lr says otherwise
@@ -64,6 +66,7 @@ class QuantizeConfig:
     data: str | None = None  # calibrate / fine-tune on this source instead of the parent's own (e.g. a zoo model's)
     device: str | None = None  # qat: where it fine-tunes (auto: CUDA, then MPS, else CPU); ptq calibrates on the CPU
     amp: str | None = None  # qat: only off (fake quantization trains in fp32)
+    weight_range: str = "reduced"  # weights in [-64, 64]: exact on every x86 kernel (see weight_range.py)
 
     def validate(self) -> None:
         if self.mode not in MODES:
@@ -85,6 +88,7 @@ class QuantizeConfig:
                                   "record fp32 ranges); use --amp off")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"--threads must be >= 1 (got {self.threads})")
+        weight_limits(self.weight_range)
         if self.activations not in ACTIVATION_ENCODINGS:
             raise ConfigError(f"--activations must be one of {', '.join(ACTIVATION_ENCODINGS)} (got {self.activations!r})")
 
@@ -102,7 +106,8 @@ def optimized_op_counts(path: str | Path) -> Counter:
 
 
 def quantize_onnx_static(
-    fp32_path: Path, int8_path: Path, images: np.ndarray, spec: dict, method: str, activations: str = "u8-asym"
+    fp32_path: Path, int8_path: Path, images: np.ndarray, spec: dict, method: str, activations: str = "u8-asym",
+    weight_range: str = "reduced",
 ) -> None:
     """PTQ of an FP32 ONNX file into a QDQ INT8 file with ONNX Runtime's quantizer."""
     from onnxruntime.quantization import (
@@ -127,7 +132,7 @@ def quantize_onnx_static(
             str(prepared), str(Path(tmp) / "int8.onnx"), Batches(),
             quant_format=QuantFormat.QDQ, per_channel=True, calibrate_method=calibrate,
             activation_type=QuantType.QUInt8 if activations == "u8-asym" else QuantType.QInt8,
-            weight_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8, reduce_range=weight_range == "reduced",  # ORT's [-64, 64]
             # s8-sym is the TensorRT encoding: TensorRT quantizes biases itself and its parser has
             # rejected int32 bias DequantizeLinear, so biases stay float (ORT fuses the same convs).
             extra_options={"ActivationSymmetric": activations == "s8-sym", "WeightSymmetric": True,
@@ -148,7 +153,8 @@ def _quantize_aware_training(cfg: QuantizeConfig, parent: Run, out: Path, progre
     parent_cfg = TrainConfig.from_dict(parent.manifest["config"])
     freeze_bn, freeze_observers = qat_epochs_default(cfg.epochs)
     run = Run.create(out, stage="quantize", parent=parent, quantize={
-        "mode": "qat", "weights": "int8 per-channel symmetric", "activations": f"per-tensor {cfg.activations}",
+        "mode": "qat", "weights": describe_weights(cfg.weight_range), "weight_range": cfg.weight_range,
+        "activations": f"per-tensor {cfg.activations}",
         "activation_encoding": cfg.activations,
         "format": "QDQ ONNX", "tool": "torchao PT2E (prepare_qat_pt2e / convert_pt2e, XNNPACK annotator)",
         "epochs": cfg.epochs, "freeze_bn_after_epoch": freeze_bn, "freeze_observers_after_epoch": freeze_observers,
@@ -167,7 +173,8 @@ def _quantize_aware_training(cfg: QuantizeConfig, parent: Run, out: Path, progre
         amp="off",
         **({"data": cfg.data} if cfg.data else {}),
     )
-    recipe = QatRecipe(freeze_bn, freeze_observers, source_run=parent.ref, activations=cfg.activations)
+    recipe = QatRecipe(freeze_bn, freeze_observers, source_run=parent.ref, activations=cfg.activations,
+                       weight_range=cfg.weight_range)
     with removed_on_failure(run):
         return fit(train_cfg, run=run, progress=progress, recipe=recipe)
 
@@ -192,7 +199,7 @@ def quantize_run(cfg: QuantizeConfig, progress: bool = True) -> Run:
     run = Run.create(out, stage="quantize", parent=parent, model=spec, params=parent.manifest.get("params"),
                      macs=parent.manifest.get("macs"),
                      quantize={"mode": cfg.mode, "calib_images": cfg.calib, "calib_method": cfg.calib_method,
-                               "weights": "int8 per-channel symmetric",
+                               "weights": describe_weights(cfg.weight_range), "weight_range": cfg.weight_range,
                                "activations": f"per-tensor {cfg.activations}",
                                "format": "QDQ ONNX", "tool": "onnxruntime.quantization.quantize_static"})
     with removed_on_failure(run):
@@ -205,7 +212,7 @@ def _calibrate_and_measure(run: Run, cfg: QuantizeConfig, parent: Run, model, sp
     log(f"exporting FP32 ONNX and calibrating on {cfg.calib} training images ({cfg.calib_method})")
     export_onnx(model, spec, run.path / FP32_ONNX, source_run=parent.ref)
     quantize_onnx_static(run.path / FP32_ONNX, run.path / ONNX_FILE, calibration_images(data, cfg.calib, cfg.seed),
-                         spec, cfg.calib_method, cfg.activations)
+                         spec, cfg.calib_method, cfg.activations, cfg.weight_range)
 
     log("measuring FP32 and INT8 accuracy in ONNX Runtime")
     fp32 = reports_by_split(OnnxPredictor(run.path / FP32_ONNX, threads=cfg.threads), data)
@@ -224,7 +231,7 @@ def _calibrate_and_measure(run: Run, cfg: QuantizeConfig, parent: Run, model, sp
     if "test" in int8:
         write_evaluation(run.path, "test", int8["test"], source=data.source, backend="onnxruntime")
     record = dict(run.manifest["quantize"])
-    record.update(fusion=fusion, accuracy={
+    record.update(fusion=fusion, **saturation_record(run.path / ONNX_FILE), accuracy={
         "fp32_onnx": {k: v["accuracy"] for k, v in fp32.items()},
         "int8_onnx": {k: v["accuracy"] for k, v in int8.items()},
     })

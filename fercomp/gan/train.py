@@ -262,8 +262,8 @@ def _save_epoch(run, cfg, spec, gen, disc, opt_g, opt_d, data_rng, state, grid_z
         **{name: s.state_dict() for name, s in (scalers or {}).items() if s.is_enabled()},
     })
     write_text(run.path / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in state["history"]))
-    _plot_history(state["history"], run.path / "curves.png", run.name)
     run.update(epochs_done=state["epoch"], train_time_s=round(state["train_time_s"], 1))
+    _plot_history(state["history"], run.path / "curves.png", run.name)  # last: cosmetic, and slow the first time
 
 
 def _plot_history(history: list[dict], path: Path, title: str) -> None:

@@ -526,8 +526,9 @@ def _save_epoch(run: Run, model, optimizer, generator: torch.Generator, state: d
         },
     )
     write_text(run.path / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in state["history"]))
-    plot_curves(state["history"], run.path / "curves.png", title=run.name)
     run.update(epochs_done=state["epoch"], train_time_s=round(state["train_time_s"], 1))
+    # last: the plot is cosmetic and slow the first time (matplotlib builds its font cache)
+    plot_curves(state["history"], run.path / "curves.png", title=run.name)
 
 
 def history_metrics(state: dict) -> dict[str, Any]:
