@@ -201,7 +201,8 @@ def add_entry(name: str, run_path: Path, tier: str, summary: str, int8: bool, da
         write_json(zoo.INDEX_FILE, index)
         zoo.forget()
         measured = measure(folder, data, threads)
-        what = summary + (" INT8 (PTQ, QDQ ONNX for ONNX Runtime)" if entry_run.stage == "quantize" else "")
+        int8_words = " INT8 (PTQ, weights in [-64, 64] so every x86 CPU computes the same, QDQ ONNX for ONNX Runtime)"
+        what = summary + (int8_words if entry_run.stage == "quantize" else "")
         index["models"][entry_name] = make_card(entry_run, entry_name, tier, folder, measured, data, what, teachers)
         write_json(zoo.INDEX_FILE, index)  # before the next entry: an INT8 entry's parent resolves through it
         zoo.forget()
