@@ -297,8 +297,8 @@ def quantize(
     from .compress.quantize import QuantizeConfig, quantize_run
 
     result = quantize_run(QuantizeConfig(parent=run, mode=mode, calib=calib, calib_method=calib_method,
-                                         activations=activations, weight_range=weight_range, epochs=epochs, lr=lr, distill=distill,
-                                         out=out, threads=threads, data=data, device=device, amp=amp),
+                                         activations=activations, weight_range=weight_range, epochs=epochs, lr=lr,
+                                         distill=distill, out=out, threads=threads, data=data, device=device, amp=amp),
                           progress=progress)
     q = result.manifest["quantize"]
     console.print(f"run folder: {result.path}", soft_wrap=True, highlight=False)

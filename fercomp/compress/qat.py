@@ -36,8 +36,8 @@ from ..errors import ConfigError
 from ..io import atomic_path, save_torch, sha256_file
 from ..runs import ONNX_FILE
 from ..train.evaluate import reports_by_split, write_evaluation
-from .weight_range import saturation_record, weight_limits
 from ..train.fit import FloatRecipe, history_metrics
+from .weight_range import saturation_record, weight_limits
 
 QAT_BEST = "qat_best.pt"
 QAT_FORMAT = "fercomp-qat/1"

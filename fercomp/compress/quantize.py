@@ -5,7 +5,8 @@ Q/DQ pairs surround every conv (so it fuses QLinearConv) and every residual add 
 ONNX Runtime's own static quantizer (`onnxruntime.quantization.quantize_static`, QDQ format)
 places them that way for the operators it can run in INT8 — conv, add, pools, the SE block's
 mul and sigmoid, the classifier gemm — after `quant_pre_process` folds BatchNorm into the convs.
-Weights are per-channel symmetric INT8; activations are per-tensor, in one of two encodings:
+Weights are per-channel symmetric INT8 (integers in [-64, 64] unless `--weight-range full`:
+see weight_range.py); activations are per-tensor, in one of two encodings:
 
 - `u8-asym` (default, for ONNX Runtime on CPU): UINT8 with a zero point. A ReLU followed by Q
   with zero point at the range minimum is a no-op, so ONNX Runtime drops it and fuses every
