@@ -52,11 +52,6 @@ COMPARISONS = [
 ]
 
 
-def without_machine_paths(command: str) -> str:
-    """A run's command as the README writes it: ~ for this home, ../shared for the data beside the repo."""
-    return command.replace(str(REPO.parent / "shared"), "../shared").replace(str(Path.home()), "~")
-
-
 def run_record(folder: Path) -> dict:
     manifest_path = folder / "manifest.json"
     if not manifest_path.is_file():
@@ -67,7 +62,7 @@ def run_record(folder: Path) -> dict:
         return {"run": folder.name, "status": m.get("status"), "epochs_done": m.get("epochs_done")}
     return {"run": folder.name, "status": "complete", "val_acc": metrics["val_acc"], "test_acc": metrics["test_acc"],
             "test_macro_f1": metrics.get("test_macro_f1"), "epochs": metrics.get("epochs_run"),
-            "train_time_s": metrics.get("train_time_s"), "command": without_machine_paths(m.get("command") or "")}
+            "train_time_s": metrics.get("train_time_s"), "command": m.get("command")}
 
 
 def recorded_runs(path: Path) -> dict[str, dict]:
