@@ -236,6 +236,10 @@ class Run:
             run = run.parent
         return chain[::-1]
 
+    def commands(self) -> list[str]:
+        """The commands that made this run, its lineage's root first (its recipe)."""
+        return [r.manifest["command"] for r in self.lineage() if r.manifest.get("command")]
+
     def require_resumable(self) -> "Run":
         """An unfinished run with a resume checkpoint (what every `--resume` needs)."""
         if self.manifest.get("status") == "complete":

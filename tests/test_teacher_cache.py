@@ -122,11 +122,24 @@ def test_live_teachers_must_be_those_the_run_started_with(teachers):
 
 
 def test_a_zoo_teacher_is_recorded_with_its_card_as_it_taught():
-    teacher = load_teacher("zoo:tiny", zoo.card("tiny")["class_names"])
+    teacher = load_teacher("tiny", zoo.card("tiny")["class_names"])  # the bare name, recorded as zoo:tiny
+    assert teacher.ref == "zoo:tiny"
     recorded = teacher_identity([teacher])
-    assert recorded["zoo_cards"]["zoo:tiny"] == {"test_acc": zoo.card("tiny")["test"]["accuracy"],
-                                                  "recipe": zoo.card("tiny")["recipe"]}
+    assert recorded["teacher_cards"]["zoo:tiny"] == {"test_acc": zoo.card("tiny")["test"]["accuracy"],
+                                                      "recipe": zoo.card("tiny")["recipe"]}
     assert len(recorded["weights_sha256"][0]) == 64
+
+
+def test_a_run_folder_teacher_is_recorded_with_its_accuracy_and_recipe(teachers, tmp_path):
+    """The student may ship after the teacher's folder is gone: what it was is in the student's manifest."""
+    run = Run.load(teachers[0].path)
+    teacher = load_teacher(str(run.path), run.manifest["model"]["class_names"])
+    card = teacher_identity([teacher])["teacher_cards"][str(run.path)]
+    assert card == {"test_acc": run.manifest["metrics"]["test_acc"], "recipe": [run.manifest["command"]]}
+    checkpoint = tmp_path / "teacher.pt"
+    checkpoint.write_bytes((run.path / "model.pt").read_bytes())
+    bare = teacher_identity([load_teacher(str(checkpoint), run.manifest["model"]["class_names"])])
+    assert "teacher_cards" not in bare and len(bare["weights_sha256"]) == 1  # a bare file: its digest only
 
 
 def test_resume_after_a_teacher_changed_and_its_cache_is_gone_is_one_line(teachers, tmp_path, capsys):

@@ -429,7 +429,8 @@ def load_teacher(ref: str, class_names) -> Teacher:
     teacher, spec = load_model_from(ref)
     if list(spec["class_names"]) != list(class_names):
         raise ConfigError(f"--teacher {ref}: its classes {spec['class_names']} differ from the data's {list(class_names)}")
-    return Teacher(ref, teacher.eval(), spec)
+    name = zoo.zoo_name(ref)  # recorded as zoo:NAME: a bare name read back elsewhere may be a local folder
+    return Teacher(ref if name is None else f"{zoo.PREFIX}{name}", teacher.eval(), spec)
 
 
 class Ensemble(torch.nn.Module):

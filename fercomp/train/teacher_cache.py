@@ -33,7 +33,7 @@ from .. import zoo
 from ..data import Augmenter
 from ..errors import RunError
 from ..io import save_torch
-from ..runs import load_state_file
+from ..runs import Run, load_state_file
 from ..ui import make_progress
 
 CACHE_FORMAT = "fercomp-teacher-logits/1"
@@ -202,15 +202,24 @@ def read_cache(key: str, device: torch.device, path: Path | None = None) -> torc
 
 
 def teacher_identity(teachers: Sequence[Teacher]) -> dict[str, Any]:
-    """What a run records of its teachers: their weights' digests, and for zoo models the card as it
-    was when they taught (the name may later point at a newer model)."""
-    cards = {}
-    for t in teachers:
-        name = zoo.zoo_name(t.ref)
-        if name is not None:
-            card = zoo.card(name)
-            cards[t.ref] = {"test_acc": card["test"]["accuracy"], "recipe": card["recipe"]}
-    return {"weights_sha256": [t.weights_sha256 for t in teachers], **({"zoo_cards": cards} if cards else {})}
+    """What a run records of its teachers: their weights' digests and, where known, each one's
+    PrivateTest accuracy and recipe as they were when it taught (a zoo name may later point at a
+    newer model, a run folder may be gone by the time the student ships)."""
+    cards = {t.ref: card for t in teachers if (card := teacher_card(t.ref))}
+    return {"weights_sha256": [t.weights_sha256 for t in teachers], **({"teacher_cards": cards} if cards else {})}
+
+
+def teacher_card(ref: str) -> dict[str, Any]:
+    """A teacher's test accuracy and recipe: a zoo model's card, or a run folder's own record."""
+    name = zoo.zoo_name(ref)
+    if name is not None:
+        card = zoo.card(name)
+        return {"test_acc": card["test"]["accuracy"], "recipe": card["recipe"]}
+    if not Path(ref).is_dir():
+        return {}  # a bare checkpoint file: its digest is all there is
+    run = Run.load(ref)
+    test_acc = (run.manifest.get("metrics") or {}).get("test_acc")
+    return {**({"test_acc": test_acc} if test_acc is not None else {}), "recipe": run.commands()}
 
 
 def require_same_teachers(started: dict[str, Any], teachers: Sequence[Teacher]) -> None:
