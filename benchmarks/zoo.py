@@ -38,7 +38,8 @@ from fercomp.errors import FercompError  # noqa: E402
 from fercomp.hostinfo import host_info  # noqa: E402
 from fercomp.io import atomic_path, sha256_file, write_json, write_text  # noqa: E402
 from fercomp.data.run_data import training_config  # noqa: E402
-from fercomp.runs import MANIFEST, MODEL_FILE, ONNX_FILE, Run  # noqa: E402
+from fercomp.runs import MANIFEST, MODEL_FILE, ONNX_FILE, Run, zoo_parent_pin  # noqa: E402
+from fercomp.train.teacher_cache import teacher_card  # noqa: E402
 
 # What each tier promises (issue 12): the card states the limit next to the measured figure.
 TIERS = {
@@ -51,6 +52,10 @@ DATA_TERMS = ("Trained on FER2013 (Goodfellow et al., 2013, ICML 2013 Challenges
               "released for research; the FER+ labels (Barsoum et al., 2016) are MIT-licensed. Check the data's "
               "terms before any commercial use of these weights.")
 SHIPPED_FILES = (MODEL_FILE, ONNX_FILE)
+
+
+class UsageError(Exception):
+    """Bad flags or runs: one line, exit status 2, nothing written."""
 
 
 def without_folders(text: str) -> str:
@@ -78,8 +83,10 @@ def relabel_onnx(path: Path, source: str) -> None:
         onnx.save(model, str(tmp))
 
 
-def package(run: Run, name: str, parent: str | None, files: dict[str, Path]) -> Path:
-    folder = zoo.MODELS_DIR / name
+def stage(run: Run, name: str, parent: str | None, files: dict[str, Path]) -> Path:
+    """The entry's folder built beside the shipped ones (hidden, not in the index): measured there,
+    then swapped in by `install`, so a failure leaves the shipped entry as it was."""
+    folder = zoo.MODELS_DIR / f".staging-{name}"
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
@@ -88,31 +95,47 @@ def package(run: Run, name: str, parent: str | None, files: dict[str, Path]) -> 
     if ONNX_FILE in files:
         relabel_onnx(folder / ONNX_FILE, f"{zoo.PREFIX}{name}")
     manifest = strip_manifest(run.manifest, name, parent)
+    if parent is not None:  # pinned: Run.parent refuses it once zoo:PARENT is another model
+        manifest.update(zoo_parent_pin(Run.load(parent)))
     manifest["files"] = {f: sha256_file(folder / f) for f in files}
     write_json(folder / MANIFEST, manifest)
     return folder
 
 
+def install(staged: Path, name: str) -> Path:
+    """Swap the staged folder in for the shipped one (two renames; the old folder goes last)."""
+    folder, old = zoo.MODELS_DIR / name, zoo.MODELS_DIR / f".old-{name}"
+    if old.exists():
+        shutil.rmtree(old)
+    if folder.exists():
+        folder.rename(old)
+    staged.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)
+    return folder
+
+
 def lineage_commands(run: Run) -> list[str]:
-    return [without_folders(r.manifest["command"]) for r in run.lineage() if r.manifest.get("command")]
+    return [without_folders(command) for command in run.commands()]
 
 
 def teacher_recipes(run: Run) -> list[dict[str, Any]]:
-    """How each distillation teacher of the run's lineage was made, as the teacher was when it taught
-    (a zoo name may later point at a newer model)."""
+    """Each distillation teacher of the run's lineage as it was when it taught (a zoo name may since
+    point at a newer model, a run folder may be gone): its weights' digest and, where recorded or
+    still readable, its PrivateTest accuracy and recipe."""
     teachers = []
     for r in run.lineage():
         distillation = r.manifest.get("distillation") or {}
-        for ref in distillation.get("teachers", []):
-            name = zoo.zoo_name(ref)  # zoo:NAME or a bare zoo name, as teacher_identity records them
-            if name is not None:
-                taught = (distillation.get("zoo_cards") or {}).get(ref)  # its card when it taught
-                if taught is None:  # a run from before cards were recorded: the card installed now
-                    card = zoo.card(name)
-                    taught = {"test_acc": card["test"]["accuracy"], "recipe": card["recipe"]}
-                teachers.append({"ref": ref, **taught})
-            else:
-                teachers.append({"ref": without_folders(ref), "recipe": lineage_commands(Run.load(ref))})
+        refs = distillation.get("teachers", [])
+        digests = distillation.get("weights_sha256") or [None] * len(refs)
+        # teacher_cards: runs since 2026-12-02; zoo_cards: earlier runs, which recorded zoo teachers only
+        cards = distillation.get("teacher_cards") or distillation.get("zoo_cards") or {}
+        for ref, digest in zip(refs, digests):
+            taught = dict(cards.get(ref) or {})
+            if not taught and zoo.zoo_name(ref) is None and (Path(ref) / MANIFEST).is_file():
+                taught = teacher_card(ref)  # a run from before folder teachers were recorded
+            if "recipe" in taught:
+                taught["recipe"] = [without_folders(command) for command in taught["recipe"]]
+            teachers.append({"ref": without_folders(ref), **({"weights_sha256": digest} if digest else {}), **taught})
     return teachers
 
 
@@ -150,7 +173,7 @@ def make_card(run: Run, name: str, tier: str, folder: Path, measured: dict, data
     m = run.manifest
     spec = m["model"]
     return {
-        "folder": folder.name,
+        "folder": name,
         "tier": tier,
         "summary": summary,
         "tier_rule": TIERS[tier]["about"],
@@ -174,6 +197,11 @@ def make_card(run: Run, name: str, tier: str, folder: Path, measured: dict, data
     }
 
 
+def read_index() -> dict[str, Any]:
+    return json.loads(zoo.INDEX_FILE.read_text()) if zoo.INDEX_FILE.is_file() else \
+        {"format": zoo.INDEX_FORMAT, "default": None, "models": {}}
+
+
 def add_entry(name: str, run_path: Path, tier: str, summary: str, int8: bool, data: Path, threads: int,
               onnx_too: bool = True) -> list[str]:
     from fercomp.compress.quantize import QuantizeConfig, quantize_run
@@ -182,7 +210,11 @@ def add_entry(name: str, run_path: Path, tier: str, summary: str, int8: bool, da
     run = Run.load(run_path).require_complete()
     limit = TIERS[tier]["max_params"]
     if run.manifest["params"] > limit:
-        raise SystemExit(f"{run_path}: {run.manifest['params']:,} params is over the {tier} tier's {limit:,}")
+        raise UsageError(f"{run_path}: {run.manifest['params']:,} params is over the {tier} tier's {limit:,}")
+    index = read_index()
+    if not int8 and f"{name}-int8" in index["models"]:
+        raise UsageError(f"--add {name}=...: zoo:{name}-int8 was quantized from the zoo:{name} it replaces; "
+                         "pass --int8 to quantize the new one")
     if onnx_too and not (run.path / ONNX_FILE).is_file():
         export_run(ExportConfig(run=str(run.path), threads=threads))
     teachers = teacher_recipes(run)  # before the entry is replaced: a teacher may be the model it replaces
@@ -192,18 +224,23 @@ def add_entry(name: str, run_path: Path, tier: str, summary: str, int8: bool, da
         q_path = run.path.parent / f"{run.name}-ptq-int8"
         q_run = Run.load(q_path) if (q_path / MANIFEST).is_file() else quantize_run(
             QuantizeConfig(parent=str(run.path), mode="ptq", out=str(q_path), threads=threads))
+        if q_run.parent is None or q_run.parent.path.resolve() != run.path.resolve():
+            raise UsageError(f"{q_path}: quantized from another run than {run.path}; remove it")
+        if "benchmarks/zoo.py" in q_run.manifest.get("command", ""):  # made in-process: say it as its CLI command
+            q_run.update(command=f"fercomp quantize {run.path} --threads {threads} --out {q_path}")
         entries.append((f"{name}-int8", q_run, f"{zoo.PREFIX}{name}", {ONNX_FILE: q_run.path / ONNX_FILE}))
-    index = json.loads(zoo.INDEX_FILE.read_text()) if zoo.INDEX_FILE.is_file() else \
-        {"format": zoo.INDEX_FORMAT, "default": None, "models": {}}
     for entry_name, entry_run, parent, files in entries:
-        folder = package(entry_run, entry_name, parent, files)
-        index["models"].pop(entry_name, None)
-        write_json(zoo.INDEX_FILE, index)
-        zoo.forget()
-        measured = measure(folder, data, threads)
-        int8_words = " INT8 (PTQ, weights in [-64, 64] so every x86 CPU computes the same, QDQ ONNX for ONNX Runtime)"
-        what = summary + (int8_words if entry_run.stage == "quantize" else "")
-        index["models"][entry_name] = make_card(entry_run, entry_name, tier, folder, measured, data, what, teachers)
+        staged = stage(entry_run, entry_name, parent, files)
+        try:
+            measured = measure(staged, data, threads)
+            int8_words = " INT8 (PTQ, weights in [-64, 64] so every x86 CPU computes the same, QDQ ONNX for ONNX Runtime)"
+            what = summary + (int8_words if entry_run.stage == "quantize" else "")
+            card = make_card(entry_run, entry_name, tier, staged, measured, data, what, teachers)
+        except BaseException:
+            shutil.rmtree(staged, ignore_errors=True)  # the shipped entry stays as it was
+            raise
+        install(staged, entry_name)
+        index["models"][entry_name] = card
         write_json(zoo.INDEX_FILE, index)  # before the next entry: an INT8 entry's parent resolves through it
         zoo.forget()
         print(f"zoo:{entry_name}: test {measured['scores']['test']['accuracy']:.2%} "
@@ -257,7 +294,9 @@ def render(index: dict[str, Any]) -> str:
         lines += [f"  - `{cmd}`" for cmd in c["recipe"]]
         for teacher in c.get("teachers", []):
             taught = f" ({teacher['test_acc']:.2%} PrivateTest then)" if "test_acc" in teacher else ""
-            lines.append(f"  - teacher {teacher['ref']}{taught}: " + "; ".join(f"`{cmd}`" for cmd in teacher["recipe"]))
+            weights = f", weights sha256 {teacher['weights_sha256'][:12]}" if "weights_sha256" in teacher else ""
+            recipe = "; ".join(f"`{cmd}`" for cmd in teacher.get("recipe", [])) or "recipe not recorded"
+            lines.append(f"  - teacher {teacher['ref']}{taught}{weights}: {recipe}")
     lines += ["", "Data terms: " + DATA_TERMS, ""]
     return "\n".join(lines)
 
@@ -277,21 +316,22 @@ def main() -> None:
     parser.add_argument("--remeasure", action="store_true", help="time and score every entry again")
     args = parser.parse_args()
     try:
-        for item in args.add:
-            name, _, path = item.partition("=")
-            add_entry(name, Path(path).expanduser(), args.tier or name.split("-")[0], args.summary, args.int8,
-                      args.data, args.threads, onnx_too=not args.no_onnx)
-    except FercompError as exc:
-        raise SystemExit(f"error: {exc}") from None
+        adds = parse_adds(args.add, args.tier)
+        if args.default and args.default not in set(read_index()["models"]) | {n for n, _, _ in adds}:
+            raise UsageError(f"--default {args.default}: not in the zoo and not being added")
+        for name, path, tier in adds:
+            add_entry(name, path, tier, args.summary, args.int8, args.data, args.threads, onnx_too=not args.no_onnx)
+    except (UsageError, FercompError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     if not zoo.INDEX_FILE.is_file():
-        raise SystemExit("no zoo index yet: --add a run first")
-    index = json.loads(zoo.INDEX_FILE.read_text())
+        print("error: no zoo index yet: --add a run first", file=sys.stderr)
+        raise SystemExit(2)
+    index = read_index()
     if args.remeasure:
         remeasure(index, args.data, args.threads)
         write_json(zoo.INDEX_FILE, index)
     if args.default:
-        if args.default not in index["models"]:
-            raise SystemExit(f"--default {args.default}: not in the zoo")
         index["default"] = args.default
         write_json(zoo.INDEX_FILE, index)
     table = render(index)
@@ -299,6 +339,23 @@ def main() -> None:
     write_result_json(RESULTS / "zoo.json", index)
     write_text(zoo.ZOO_DIR / "MODEL_CARD.md", table)
     print(table)
+
+
+def parse_adds(items: list[str], tier: str | None) -> list[tuple[str, Path, str]]:
+    """(name, run folder, tier) of each --add NAME=RUN, checked before anything is built."""
+    adds = []
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise UsageError(f"--add {item}: expected NAME=RUN_FOLDER")
+        entry_tier = tier or name.split("-")[0]
+        if entry_tier not in TIERS:
+            raise UsageError(f"--add {item}: tier {entry_tier!r} is not one of {', '.join(TIERS)} (pass --tier)")
+        folder = Path(path).expanduser()
+        if not (folder / MANIFEST).is_file():
+            raise UsageError(f"--add {item}: {folder} is not a run folder (no {MANIFEST})")
+        adds.append((name, folder, entry_tier))
+    return adds
 
 
 if __name__ == "__main__":
