@@ -174,6 +174,32 @@ def test_corrupted_zoo_file_is_one_line_and_exit_2(corrupt_zoo, tmp_path, capsys
     assert not (tmp_path / "artifacts").exists()
 
 
+def test_a_path_into_the_zoo_is_verified_like_its_name(corrupt_zoo):
+    for path in (corrupt_zoo, corrupt_zoo.parent):
+        with pytest.raises(ModelError, match="corrupted"):
+            zoo.resolve(path)
+
+
+def test_another_file_under_the_zoo_models_data_name_is_refused(tmp_path, capsys, monkeypatch):
+    """A zoo manifest names its data file without folders: a different file of that name here is not it."""
+    monkeypatch.chdir(tmp_path)
+    name = NAMES[0]
+    (tmp_path / zoo.card(name)["data"]["file"]).write_bytes(b"some other data")
+    code, _, err = run_cli(capsys, "evaluate", f"zoo:{name}")
+    assert code == 2
+    line = one_line_error(err)
+    assert f"not the {zoo.card(name)['data']['file']} that zoo:{name} was trained on" in line
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if zoo.card(n)["precision"] == "int8"])
+def test_an_int8_entry_was_quantized_from_the_float_entry_it_names(name):
+    """Re-packaging zoo:X without its INT8 would leave zoo:X-int8 describing another model."""
+    manifest = Run.load(f"zoo:{name}").manifest
+    parent = zoo.card(manifest["parent"].removeprefix(zoo.PREFIX))
+    fp32_onnx = manifest["quantize"]["accuracy"]["fp32_onnx"]["test"]
+    assert fp32_onnx == pytest.approx(parent["test"]["accuracy"], abs=2.5 / 3589)  # ONNX Runtime vs torch: 2 images
+
+
 def test_zoo_model_without_its_data_says_pass_data(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code, _, err = run_cli(capsys, "evaluate", f"zoo:{NAMES[0]}")

@@ -11,17 +11,36 @@ from typing import Any
 
 import numpy as np
 
+from .. import zoo
 from ..errors import ConfigError
+from ..io import sha256_file
 from .dataset import FerData
 from .sources import load_data
 
 
 def training_config(run) -> dict[str, Any]:
     """The data settings of a run: its own training config, or the nearest ancestor's."""
+    trainer = _trainer(run)
+    return trainer.manifest["config"] if trainer is not None else {}
+
+
+def _trainer(run):
+    """The run itself or its nearest ancestor that trained (whose config names the data)."""
     for ancestor in reversed(run.lineage()):
         if "config" in ancestor.manifest:
-            return ancestor.manifest["config"]
-    return {}
+            return ancestor
+    return None
+
+
+def _check_zoo_data(run, recorded: str) -> None:
+    """A zoo model names its data file without folders, so the file found here must be the one it
+    was trained and scored on: its sha256 is on the model's card."""
+    trainer = _trainer(run)
+    name = zoo.name_of_folder(trainer.path) if trainer is not None and trainer.is_zoo else None
+    expected = zoo.card(name).get("data", {}).get("sha256") if name else None
+    if expected and sha256_file(recorded) != expected:
+        raise ConfigError(f"{Path(recorded).resolve()}: not the {Path(recorded).name} that {zoo.PREFIX}{name} was "
+                          f"trained on (sha256 differs from its card); pass --data PATH/TO/{Path(recorded).name}")
 
 
 def data_for_run(run, source: str | None) -> FerData:
@@ -37,6 +56,8 @@ def data_for_run(run, source: str | None) -> FerData:
     if source is None and recorded and recorded != "synthetic" and not Path(recorded).exists():
         # e.g. a zoo model, whose manifest names its data file without this machine's folders
         raise ConfigError(f"{run.ref}: its data {recorded} is not on this machine; pass --data PATH/TO/{Path(recorded).name}")
+    if source is None and recorded and recorded != "synthetic":
+        _check_zoo_data(run, recorded)
     return load_data(
         source if source is not None else cfg.get("data"),
         labels=cfg.get("labels", "fer2013"),

@@ -83,6 +83,8 @@ def resolve(ref: str | Path) -> Path:
     """The folder a model reference means: a zoo model's packaged (and verified) run folder, or `ref` itself."""
     name = zoo_name(ref)
     if name is None:
+        if is_zoo_folder(ref) and (shipped := name_of_folder(ref)):  # a path into the zoo: checked all the same
+            verify(shipped)
         return Path(ref)
     entry = card(name)
     folder = MODELS_DIR / entry["folder"]
@@ -119,8 +121,9 @@ def is_zoo_folder(path: str | Path) -> bool:
 
 
 def name_of_folder(path: str | Path) -> str | None:
-    """The zoo name of a packaged run folder (its reference in a child's lineage)."""
+    """The zoo name of a packaged run folder or of a file in one (its reference in a child's lineage)."""
     folder = Path(path).resolve()
+    folder = folder.parent if folder.is_file() else folder
     for name, entry in index()["models"].items():
         if (MODELS_DIR / entry["folder"]).resolve() == folder:
             return name
