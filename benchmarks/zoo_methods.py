@@ -37,7 +37,7 @@ COMPARISONS = [
      "compact-se12-ema-kd-sc", "compact-sep320-kd-sc", "also no EMA, 60 instead of 50 epochs"),
     ("strong instead of geometric augmentation, 80 instead of 60 epochs", "compact 64-128-320, distilled",
      "compact-sep320-kd-sc", "compact-sep320-strong-kd80", "also 12 instead of 8 cached views"),
-    ("teachers: zoo:standard (69.71%) + the previous zoo:standard, instead of the previous zoo:standard + zoo:compact",
+    ("teachers: zoo:standard (69.71%) + the previous zoo:standard, instead of the previous zoo:standard + the previous zoo:compact",
      "compact 64-128-320, distilled", "compact-sep320-kd-sc", "compact-sep320-kd-ss", "measured on an AMD EPYC"),
     ("strong instead of geometric augmentation, 80 instead of 60 epochs (teachers zoo:standard + the previous zoo:standard)",
      "compact 64-128-320, distilled", "compact-sep320-kd-ss", "compact-sep320-strong-kd-ss80", "measured on an AMD EPYC"),
@@ -92,7 +92,7 @@ def markdown(report: dict) -> str:
     lines = ["# Zoo training methods, one change at a time", "",
              f"Command: `{report['command']}`. PrivateTest accuracy (PublicTest, which selects, in brackets); "
              "every run on this project's 2-core machine (an Intel Xeon until 2026-11, an AMD EPYC since), "
-             "1 thread, seed 0.", "",
+             "1 thread unless its row says otherwise, seed 0.", "",
              "| method | model | without | with | delta | also differs |", "|---|---|---:|---:|---:|---|"]
     for row in report["rows"]:
         base, new = row["without"], row["with"]
