@@ -197,6 +197,13 @@ def make_card(run: Run, name: str, tier: str, folder: Path, measured: dict, data
     }
 
 
+def onnx_is_current(run: Run) -> bool:
+    """The run's ONNX exists and was exported (parity-checked) after its weights were last written
+    (a resumed or extended run rewrites model.pt)."""
+    onnx_path = run.path / ONNX_FILE
+    return onnx_path.is_file() and onnx_path.stat().st_mtime >= run.model_path.stat().st_mtime
+
+
 def read_index() -> dict[str, Any]:
     return json.loads(zoo.INDEX_FILE.read_text()) if zoo.INDEX_FILE.is_file() else \
         {"format": zoo.INDEX_FORMAT, "default": None, "models": {}}
@@ -215,7 +222,7 @@ def add_entry(name: str, run_path: Path, tier: str, summary: str, int8: bool, da
     if not int8 and f"{name}-int8" in index["models"]:
         raise UsageError(f"--add {name}=...: zoo:{name}-int8 was quantized from the zoo:{name} it replaces; "
                          "pass --int8 to quantize the new one")
-    if onnx_too and not (run.path / ONNX_FILE).is_file():
+    if onnx_too and not onnx_is_current(run):
         export_run(ExportConfig(run=str(run.path), threads=threads))
     teachers = teacher_recipes(run)  # before the entry is replaced: a teacher may be the model it replaces
     files = {MODEL_FILE: run.model_path, **({ONNX_FILE: run.path / ONNX_FILE} if onnx_too else {})}

@@ -130,3 +130,16 @@ def test_an_entry_is_measured_before_it_replaces_the_shipped_one(zoo_copy, tmp_p
     assert sorted(p.name for p in folder.iterdir()) == sorted([MANIFEST, MODEL_FILE])
     assert zoo.verify("tiny") is None  # every file matches the new card
     assert not [p for p in zoo.MODELS_DIR.iterdir() if p.name.startswith(".")]  # no staging or old folder left
+
+
+def test_an_onnx_older_than_its_weights_is_exported_again(tmp_path):
+    import os
+
+    run = writable_copy(Run.load("zoo:tiny"), tmp_path / "run")
+    exported = (run.path / ONNX_FILE).stat().st_mtime
+    os.utime(run.model_path, (exported - 60, exported - 60))
+    assert packaging.onnx_is_current(run)
+    os.utime(run.model_path, (exported + 60, exported + 60))  # the weights were written again after the export
+    assert not packaging.onnx_is_current(run)
+    (run.path / ONNX_FILE).unlink()
+    assert not packaging.onnx_is_current(run)
