@@ -303,7 +303,8 @@ def render(index: dict[str, Any]) -> str:
             taught = f" ({teacher['test_acc']:.2%} PrivateTest then)" if "test_acc" in teacher else ""
             weights = f", weights sha256 {teacher['weights_sha256'][:12]}" if "weights_sha256" in teacher else ""
             recipe = "; ".join(f"`{cmd}`" for cmd in teacher.get("recipe", [])) or "recipe not recorded"
-            lines.append(f"  - teacher {teacher['ref']}{taught}{weights}: {recipe}")
+            restore = f" (restore: `{teacher['restore']}`)" if "restore" in teacher else ""
+            lines.append(f"  - teacher {teacher['ref']}{taught}{weights}{restore}: {recipe}")
     lines += ["", "Data terms: " + DATA_TERMS, ""]
     return "\n".join(lines)
 
