@@ -659,7 +659,7 @@ def predict(
         zoo.resolve(model)  # verified before anything is said or written
         card = zoo.card(model[len(zoo.PREFIX):])
         console.print(f"model: {model} ({card['architecture']}, {card['params']:,} params, "
-                      f"{card['test']['accuracy']:.2%} on {zoo.labels_of(card).split(' ')[0]} PrivateTest); --model picks another",
+                      f"{card['test']['accuracy']:.2%} on {zoo.label_source(card)} PrivateTest); --model picks another",
                       highlight=False, soft_wrap=True)
     summary = predict_sources(PredictConfig(sources=sources, model=model, out=out, backend=backend, every=every,
                                             detect=detect, detector=detector, margin=margin,

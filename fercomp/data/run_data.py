@@ -32,11 +32,10 @@ def _trainer(run):
     return None
 
 
-def _check_zoo_data(run, recorded: str) -> None:
+def _check_zoo_data(trainer, recorded: str) -> None:
     """A zoo model names its data file without folders, so the file found here must be the one it
     was trained and scored on: its sha256 is on the model's card."""
-    trainer = _trainer(run)
-    name = zoo.name_of_folder(trainer.path) if trainer is not None and trainer.is_zoo else None
+    name = zoo.name_of_folder(trainer.path) if trainer.is_zoo else None
     expected = zoo.card(name).get("data", {}).get("sha256") if name else None
     if expected and sha256_file(recorded) != expected:
         raise ConfigError(f"{Path(recorded).resolve()}: not the {Path(recorded).name} that {zoo.PREFIX}{name} was "
@@ -49,7 +48,8 @@ def data_for_run(run, source: str | None) -> FerData:
     Stages that did not train (PTQ, pruning without fine-tuning) use their nearest ancestor's
     data; a model with no known data needs `--data`, never a silent fallback to synthetic faces.
     """
-    cfg = training_config(run) if run is not None else {}
+    trainer = _trainer(run) if run is not None else None  # one lineage walk: the config and the zoo check
+    cfg = trainer.manifest["config"] if trainer is not None else {}
     if source is None and not cfg:
         raise ConfigError("this model does not record its training data; pass --data SOURCE")
     recorded = cfg.get("data")
@@ -57,7 +57,7 @@ def data_for_run(run, source: str | None) -> FerData:
         # e.g. a zoo model, whose manifest names its data file without this machine's folders
         raise ConfigError(f"{run.ref}: its data {recorded} is not on this machine; pass --data PATH/TO/{Path(recorded).name}")
     if source is None and recorded and recorded != "synthetic":
-        _check_zoo_data(run, recorded)
+        _check_zoo_data(trainer, recorded)
     return load_data(
         source if source is not None else cfg.get("data"),
         labels=cfg.get("labels", "fer2013"),

@@ -63,10 +63,14 @@ def card(name: str) -> dict[str, Any]:
     return models[name]
 
 
+def label_source(entry: dict[str, Any]) -> str:
+    """Whose labels a card's accuracy is measured against: "FER2013" or "FER+" (majority vote)."""
+    return "FER+" if entry.get("data", {}).get("labels", "fer2013").startswith("ferplus") else "FER2013"
+
+
 def labels_of(entry: dict[str, Any]) -> str:
-    """What a card's accuracy is measured against: FER2013's seven labels or FER+'s majority vote."""
-    source = "FER+" if entry.get("data", {}).get("labels", "fer2013").startswith("ferplus") else "FER2013"
-    return f"{source} ({len(entry['class_names'])})"
+    """What a card's accuracy is measured against, with the number of classes: "FER2013 (7)", "FER+ (8)"."""
+    return f"{label_source(entry)} ({len(entry['class_names'])})"
 
 
 def zoo_name(ref: str | Path) -> str | None:
