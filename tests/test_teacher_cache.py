@@ -142,6 +142,15 @@ def test_a_run_folder_teacher_is_recorded_with_its_accuracy_and_recipe(teachers,
     assert "teacher_cards" not in bare and len(bare["weights_sha256"]) == 1  # a bare file: its digest only
 
 
+def test_a_teacher_after_a_comma_may_start_with_a_tilde(teachers, monkeypatch):
+    """The shell expands only the first `~` of `--teacher ~/a,~/b`: fercomp expands the others."""
+    home = Path(teachers[0].path).parent
+    monkeypatch.setenv("HOME", str(home))
+    names = Run.load(teachers[0].path).manifest["model"]["class_names"]
+    loaded = [load_teacher(f"~/{Path(t.path).name}", names) for t in teachers]
+    assert [t.spec for t in loaded] == [Run.load(t.path).load_model()[1] for t in teachers]
+
+
 def test_resume_after_a_teacher_changed_and_its_cache_is_gone_is_one_line(teachers, tmp_path, capsys):
     import shutil
     teacher = tmp_path / "teacher.pt"

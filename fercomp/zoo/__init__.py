@@ -87,9 +87,10 @@ def resolve(ref: str | Path) -> Path:
     """The folder a model reference means: a zoo model's packaged (and verified) run folder, or `ref` itself."""
     name = zoo_name(ref)
     if name is None:
-        if is_zoo_folder(ref) and (shipped := name_of_folder(ref)):  # a path into the zoo: checked all the same
+        path = Path(ref).expanduser()  # the shell leaves `~` alone after a comma: --teacher ~/a,~/b
+        if is_zoo_folder(path) and (shipped := name_of_folder(path)):  # a path into the zoo: checked all the same
             verify(shipped)
-        return Path(ref)
+        return path
     entry = card(name)
     folder = MODELS_DIR / entry["folder"]
     verify(name)
