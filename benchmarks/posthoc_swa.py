@@ -12,6 +12,7 @@ is reported for the chosen K only. Writes benchmarks/results/posthoc_swa_<run>.{
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 from pathlib import Path
 
@@ -25,7 +26,6 @@ from results_io import write_result_json, write_result_text  # noqa: E402
 
 from fercomp.data.run_data import data_for_run  # noqa: E402
 from fercomp.deploy.runtime import preprocess  # noqa: E402
-from fercomp.models import create  # noqa: E402
 from fercomp.runs import Run  # noqa: E402
 from fercomp.train.evaluate import evaluate_model  # noqa: E402
 
@@ -54,21 +54,20 @@ def main() -> None:
     states = {int(p.stem.split("-")[1]): torch.load(p, weights_only=True, map_location="cpu")["model"]
               for p in sorted(args.snapshots.glob("epoch-*.pt"))}
     last = max(states)
-    rows = []
+    template, _ = run.load_model()  # the run's own architecture (widths follow its weights)
+    rows, models = [], {}
     for k in (int(v) for v in args.ks.split(",")):
-        model = create(spec["name"], num_classes=len(spec["class_names"]), **spec.get("kwargs", {}))
+        model = models[k] = copy.deepcopy(template)
         model.load_state_dict(averaged([states[e] for e in range(last - k + 1, last + 1)]))
         averaged_bn = evaluate_model(model.eval(), val, data.class_names, spec["normalization"])[0]["accuracy"]
         update_bn(batches, model)
         recomputed = evaluate_model(model.eval(), val, data.class_names, spec["normalization"])[0]["accuracy"]
         rows.append({"k": k, "epochs": [last - k + 1, last], "val_acc_averaged_bn": averaged_bn,
-                     "val_acc_recomputed_bn": recomputed, "model": model})
+                     "val_acc_recomputed_bn": recomputed})
         print(f"last {k:>2} epochs: PublicTest {averaged_bn:.2%} (averaged BN statistics), "
               f"{recomputed:.2%} (recomputed)", flush=True)
     best = max(rows, key=lambda r: r["val_acc_recomputed_bn"])
-    test = evaluate_model(best.pop("model").eval(), data.split("test"), data.class_names, spec["normalization"])[0]
-    for r in rows:
-        r.pop("model", None)
+    test = evaluate_model(models[best["k"]].eval(), data.split("test"), data.class_names, spec["normalization"])[0]
     report = {"command": "python benchmarks/posthoc_swa.py " + " ".join(sys.argv[1:]), "run": run.path.name,
               "run_val_acc": run.manifest["metrics"]["val_acc"], "run_test_acc": run.manifest["metrics"]["test_acc"],
               "rows": rows, "chosen_k": best["k"], "chosen_test_acc": test["accuracy"],
