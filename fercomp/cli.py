@@ -107,6 +107,8 @@ def train(
                                               "fixed augmented views and train on those (0: score every batch)"),
     ema: Optional[float] = typer.Option(None, help="keep an exponential moving average of the weights (e.g. 0.999); "
                                         "it is validated and saved"),
+    swa_epochs: int = typer.Option(0, help="average the weights of the last N epochs (BatchNorm recomputed on the "
+                                           "clean train images) and keep the average if it beats the best epoch on val"),
     temperature: float = typer.Option(4.0, help="with --teacher: distillation temperature"),
     distill_alpha: float = typer.Option(0.7, help="with --teacher: weight of the teacher's soft targets"),
     sync_bn: bool = typer.Option(False, "--sync-bn", help="several GPUs: BatchNorm statistics over the global batch"),
@@ -138,7 +140,7 @@ def train(
         early_stop=early_stop, seed=seed, threads=threads, out=out, channels_last=channels_last,
         extra_data=extra_data, head_epochs=head_epochs, unfreeze=unfreeze, finetune_lr=finetune_lr,
         mix=mix, mix_alpha=mix_alpha, distill_from=teacher, teacher_views=teacher_views, distill_temperature=temperature,
-        distill_alpha=distill_alpha, ema=ema,
+        distill_alpha=distill_alpha, ema=ema, swa_epochs=swa_epochs,
         device=device, amp=amp, sync_bn=sync_bn, compile=compile,
     )
     if resume:

@@ -76,6 +76,10 @@ class TrainConfig:
     # Exponential moving average of the weights (and BatchNorm statistics): validated, selected
     # and saved instead of the raw weights. None = off; typical 0.999.
     ema: float | None = None
+    # Stochastic weight averaging over the schedule's tail: the mean of the end-of-epoch weights of
+    # the last N epochs, BatchNorm statistics recomputed on the clean training images, kept as the
+    # run's model when it beats the best single epoch on validation. 0 = off.
+    swa_epochs: int = 0
 
     # Where and how precisely it trains (see distributed.py): None = auto (CUDA, then MPS, else CPU;
     # bf16 autocast on a GPU that has it, fp32 elsewhere). A resume may change both.
@@ -150,6 +154,10 @@ class TrainConfig:
             raise ConfigError("--mix with --teacher: a teacher's answer on a mixed image is not the mix of its "
                               "answers; use one or the other")
         need(self.ema is None or 0 < self.ema < 1, "--ema", "in (0, 1), e.g. 0.999", self.ema)
+        need(self.swa_epochs >= 0, "--swa-epochs", ">= 0", self.swa_epochs)
+        need(self.epochs is None or self.swa_epochs <= self.epochs, "--swa-epochs", "at most --epochs", self.swa_epochs)
+        if self.swa_epochs and self.ema:
+            raise ConfigError("--swa-epochs and --ema both average the weights; pick one")
         if self.augment is not None:
             from ..data import AUGMENT_PRESETS
 
@@ -164,9 +172,10 @@ class TrainConfig:
 
     def for_later_stage(self, distill_from: str | None, **changes: Any) -> "TrainConfig":
         """The training settings of a stage that fine-tunes this run's model (pruning, QAT): this
-        recipe with `changes`. The run's own teachers stay behind: the stage distils from
+        recipe with `changes`, without its epoch average (a short fine-tune has no tail to average;
+        quantization observers cannot be averaged). The run's own teachers stay behind: the stage distils from
         `distill_from` (its parent) or from nothing, and a teacher rules out mixing."""
-        values = {**self.to_dict(), **changes, "distill_from": distill_from, "teacher_views": 0}
+        values = {**self.to_dict(), "swa_epochs": 0, **changes, "distill_from": distill_from, "teacher_views": 0}
         if distill_from:
             values["mix"] = "none"
         return TrainConfig.from_dict(values)

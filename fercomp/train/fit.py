@@ -49,6 +49,7 @@ from .distributed import (
     shard,
     wrap,
 )
+from .averaging import LastEpochsAverage, make_ema
 from .phases import check_two_phase, frozen_stages, in_head_phase
 from .evaluate import evaluate_model, write_evaluation
 from .losses import distillation_loss
@@ -251,6 +252,7 @@ def fit(
     optimizer = make_optimizer(cfg, model)
     scaler = grad_scaler(device, amp)
     ema = make_ema(model, cfg.ema) if cfg.ema else None
+    swa = LastEpochsAverage(model, cfg.epochs, cfg.swa_epochs) if cfg.swa_epochs else None
     trained = wrap(model, device, group, cfg.sync_bn)  # DDP under torchrun: gradients averaged over ranks
     if cfg.compile:
         trained = CompiledOrEager(trained, lambda text: console.print(f"[yellow]{text}[/]"))
@@ -290,6 +292,8 @@ def fit(
         generator.set_state(ckpt["data_rng"])
         if ema is not None:
             ema.load_state_dict(ckpt["ema"])
+        if swa is not None and not swa.load_state_dict(ckpt.get("swa")) and progress:
+            console.print(f"the average of the last {cfg.swa_epochs} epochs now starts at epoch {swa.first}")
         state = ckpt["state"]
         if extend_to is not None:
             state["bad_epochs"] = 0  # an early-stopped run being extended trains again
@@ -386,6 +390,8 @@ def fit(
                 state["history"].append(record)
                 state["epoch"] = epoch
                 state["train_time_s"] += time.perf_counter() - t_epoch
+                if swa is not None:
+                    swa.after_epoch(model, epoch)
                 improved = record["val_acc"] > state["best_acc"]
                 if improved:
                     state.update(best_acc=record["val_acc"], best_epoch=epoch, bad_epochs=0)
@@ -395,7 +401,7 @@ def fit(
                     if cfg.schedule == "plateau" and state["bad_epochs"] % PLATEAU_PATIENCE == 0:
                         state["plateau_scale"] *= 0.5
                 if group.is_main:
-                    _save_epoch(run, model, optimizer, generator, state, ema, scaler)
+                    _save_epoch(run, model, optimizer, generator, state, ema, scaler, swa)
                 log(
                     f"epoch {epoch:>3}/{cfg.epochs}  loss {record['train_loss']:.3f}  acc {record['train_acc']:.1%}"
                     f"  val_loss {val_loss:.3f}  val_acc {record['val_acc']:.1%}{' *' if improved else '  '}"
@@ -418,6 +424,8 @@ def fit(
         barrier(group)
         leave_group(group)
         return Run.load(run.path)
+    if swa is not None and swa.epochs_averaged:
+        keep_better_average(run, swa, train_x, val, data.class_names, norm, memory_format, state, spec, recipe, log)
     finished = recipe.finish(run, cfg, data, state, model)
     barrier(group)
     leave_group(group)
@@ -505,14 +513,24 @@ def sparsity_masks(model: torch.nn.Module) -> dict[torch.nn.Parameter, torch.Ten
     return masks
 
 
-def make_ema(model: torch.nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel:
-    """An exponential moving average of the weights and the BatchNorm buffers (torch's swa_utils)."""
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+def keep_better_average(run: Run, swa: LastEpochsAverage, train_x: torch.Tensor, val, class_names, norm: dict,
+                        memory_format, state: dict, spec: dict, recipe: FloatRecipe, log) -> None:
+    """Recompute the epoch average's BatchNorm statistics, validate it, and save it as the run's model
+    if it beats the best single epoch on validation; the manifest records which one was kept."""
+    averaged = swa.finalize(train_x, norm, memory_format)
+    report, _ = evaluate_model(averaged, val, class_names, norm)
+    kept = report["accuracy"] > state["best_acc"]
+    if kept:
+        recipe.save_best(run, averaged, spec)
+    state["swa"] = {"epochs": [swa.first, swa.first + swa.epochs_averaged - 1], "val_acc": report["accuracy"],
+                    "val_macro_f1": report["macro_f1"], "kept": kept}
+    log(f"average of epochs {swa.first}-{swa.first + swa.epochs_averaged - 1}: val_acc {report['accuracy']:.1%} "
+        + ("(kept: better than" if kept else "(not kept: best single epoch")
+        + f" epoch {state['best_epoch']}'s {state['best_acc']:.1%})", highlight=False)
 
-    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
-
-def _save_epoch(run: Run, model, optimizer, generator: torch.Generator, state: dict, ema=None, scaler=None) -> None:
+def _save_epoch(run: Run, model, optimizer, generator: torch.Generator, state: dict, ema=None, scaler=None,
+                swa: LastEpochsAverage | None = None) -> None:
     save_torch(
         run.path / RESUME_FILE,
         {
@@ -523,6 +541,7 @@ def _save_epoch(run: Run, model, optimizer, generator: torch.Generator, state: d
             "data_rng": generator.get_state(),
             "state": state,
             **({"ema": ema.state_dict()} if ema is not None else {}),
+            **({"swa": swa.state_dict()} if swa is not None else {}),
             **({"scaler": scaler.state_dict()} if scaler is not None and scaler.is_enabled() else {}),
         },
     )
@@ -543,7 +562,15 @@ def history_metrics(state: dict) -> dict[str, Any]:
         "train_time_s": round(state["train_time_s"], 1),
         "mean_epoch_s": round(float(np.mean(epoch_times)), 2),
         "data_fraction": round(sum(r["data_s"] for r in history) / max(1e-9, sum(epoch_times)), 4),
+        **_average_metrics(state.get("swa")),
     }
+
+
+def _average_metrics(swa: dict | None) -> dict[str, Any]:
+    """The epoch average's figures; its validation accuracy is the run's when it was the one kept."""
+    if swa is None:
+        return {}
+    return {"weight_average": swa, **({"val_acc": swa["val_acc"]} if swa["kept"] else {})}
 
 
 def _finish(run: Run, cfg: TrainConfig, data: FerData, state: dict) -> Run:
