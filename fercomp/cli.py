@@ -213,6 +213,11 @@ def _print_run_summary(run) -> None:
     table.add_row("model", m["model"]["name"])
     table.add_row("params / MACs", f"{m['params']:,} / {m['macs'] / 1e6:.1f} M")
     table.add_row("epochs", f"{metrics.get('epochs_run')} (best {metrics.get('best_epoch')})")
+    average = metrics.get("weight_average")
+    if average:
+        first, last = average["epochs"]
+        table.add_row("kept", f"average of epochs {first}-{last} (val {_pct(average['val_acc'])})" if average["kept"]
+                      else f"epoch {metrics.get('best_epoch')} (the average of {first}-{last}: val {_pct(average['val_acc'])})")
     table.add_row("val accuracy", _pct(metrics.get("val_acc")))
     table.add_row("test accuracy", _pct(metrics.get("test_acc")))
     table.add_row("test macro-F1", _pct(metrics.get("test_macro_f1")))

@@ -112,3 +112,12 @@ def test_later_stages_do_not_inherit_the_average():
     assert parent.for_later_stage(None, epochs=2).swa_epochs == 0
     with pytest.raises(ConfigError, match="--swa-epochs"):
         TrainConfig(epochs=3, swa_epochs=4).validate()
+
+
+def test_cli_summary_says_which_weights_were_kept(tmp_path, capsys):
+    code = main(["train", "--model", "baseline_cnn", "--synthetic-per-class", "40", "--epochs", "3", "--batch-size", "32",
+                 "--swa-epochs", "2", "--threads", "1", "--out", str(tmp_path / "r"), "--no-progress"])
+    out = capsys.readouterr().err  # the summary table goes to stderr with the logs
+    assert code == 0
+    average = Run.load(tmp_path / "r").manifest["metrics"]["weight_average"]
+    assert ("average of epochs 2-3" if average["kept"] else "(the average of 2-3") in out
