@@ -60,7 +60,8 @@ class UsageError(Exception):
 
 def without_folders(text: str) -> str:
     """A command or path without this machine's folders: data files by name, run folders by their last part."""
-    return re.sub(r"(?<![\w.~])(?:/|\.\./|~/)(?:[^\s/'\"]+/)*([^\s/'\"]+)", r"\1", text)
+    # commas end a path: `--teacher zoo:a,/x/b,/x/c` lists three models
+    return re.sub(r"(?<![\w.~])(?:/|\.\./|~/)(?:[^\s/'\",]+/)*([^\s/'\",]+)", r"\1", text)
 
 
 def strip_manifest(manifest: dict[str, Any], name: str, parent: str | None) -> dict[str, Any]:

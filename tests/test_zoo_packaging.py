@@ -143,3 +143,10 @@ def test_an_onnx_older_than_its_weights_is_exported_again(tmp_path):
     assert not packaging.onnx_is_current(run)
     (run.path / ONNX_FILE).unlink()
     assert not packaging.onnx_is_current(run)
+
+
+def test_commands_lose_this_machines_folders_but_keep_every_teacher():
+    command = ("fercomp train --data /work/shared/data/fer2013.npz --teacher zoo:standard,/root/.cache/fercomp/a-1,"
+               "~/.cache/fercomp/b-2 --out ../runs/std")
+    assert packaging.without_folders(command) == ("fercomp train --data fer2013.npz --teacher zoo:standard,a-1,b-2 "
+                                                  "--out std")
