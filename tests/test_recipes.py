@@ -9,6 +9,7 @@ from fercomp.cli import main
 from fercomp.errors import ConfigError
 from fercomp.runs import Run
 from fercomp.train import TrainConfig, fit
+from interrupted_runs import killed_then_resumed
 
 
 def cfg(tmp_path, name, **kw):
@@ -31,14 +32,7 @@ def test_ema_weights_are_what_is_saved_and_resume_bit_identically(tmp_path):
     raw = torch.load(Path(straight.path) / "last.pt", weights_only=True)["model"]
     key = next(k for k in b if k.endswith("weight") and b[k].ndim == 4)
     assert not torch.equal(b[key], raw[key])
-
-    def stop(epoch, record):
-        if epoch == 2:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        fit(cfg(tmp_path, "killed", ema=0.9), progress=False, on_epoch_end=stop)
-    resumed = fit(TrainConfig(), resume=tmp_path / "killed", progress=False)
+    resumed = killed_then_resumed(cfg(tmp_path, "killed", ema=0.9))
     c = saved(resumed)
     assert all(torch.equal(b[k], c[k]) for k in b)
 

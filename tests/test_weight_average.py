@@ -11,6 +11,7 @@ from fercomp.errors import ConfigError
 from fercomp.runs import Run
 from fercomp.train import TrainConfig, fit
 from fercomp.train.averaging import LastEpochsAverage
+from interrupted_runs import killed_then_resumed
 
 
 def cfg(tmp_path, name, **kw):
@@ -78,14 +79,7 @@ def test_batchnorm_statistics_are_recomputed_on_the_clean_images():
 
 def test_interrupted_run_resumes_to_the_same_average(tmp_path):
     straight = fit(cfg(tmp_path, "straight"), progress=False)
-
-    def stop(epoch, record):
-        if epoch == 2:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        fit(cfg(tmp_path, "killed"), progress=False, on_epoch_end=stop)
-    resumed = fit(TrainConfig(), resume=tmp_path / "killed", progress=False)
+    resumed = killed_then_resumed(cfg(tmp_path, "killed"))
     a, b = state_of(straight.path / "last.pt", "swa"), state_of(resumed.path / "last.pt", "swa")
     assert all(torch.equal(a["average"][k], b["average"][k]) for k in a["average"])
     assert Run.load(straight.path).manifest["metrics"]["weight_average"] == \
