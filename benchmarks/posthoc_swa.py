@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 import torch
-from torch.optim.swa_utils import update_bn
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -25,8 +24,8 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from results_io import write_result_json, write_result_text  # noqa: E402
 
 from fercomp.data.run_data import data_for_run  # noqa: E402
-from fercomp.deploy.runtime import preprocess  # noqa: E402
 from fercomp.runs import Run  # noqa: E402
+from fercomp.train.averaging import recompute_batchnorm  # noqa: E402
 from fercomp.train.evaluate import evaluate_model  # noqa: E402
 
 
@@ -49,8 +48,7 @@ def main() -> None:
     spec = run.manifest["model"]
     data = data_for_run(run, args.data)
     train, val = data.split("train"), data.split("val")
-    clean = torch.from_numpy(preprocess(train.x, spec))  # no augmentation: the statistics the test images see
-    batches = [clean[i:i + 256] for i in range(0, len(clean), 256)]
+    clean = torch.from_numpy(train.x).unsqueeze(1)  # no augmentation: the statistics the test images see
     states = {int(p.stem.split("-")[1]): torch.load(p, weights_only=True, map_location="cpu")["model"]
               for p in sorted(args.snapshots.glob("epoch-*.pt"))}
     last = max(states)
@@ -60,7 +58,7 @@ def main() -> None:
         model = models[k] = copy.deepcopy(template)
         model.load_state_dict(averaged([states[e] for e in range(last - k + 1, last + 1)]))
         averaged_bn = evaluate_model(model.eval(), val, data.class_names, spec["normalization"])[0]["accuracy"]
-        update_bn(batches, model)
+        recompute_batchnorm(model, clean, spec["normalization"])  # what `fercomp train --swa-epochs` does
         recomputed = evaluate_model(model.eval(), val, data.class_names, spec["normalization"])[0]["accuracy"]
         rows.append({"k": k, "epochs": [last - k + 1, last], "val_acc_averaged_bn": averaged_bn,
                      "val_acc_recomputed_bn": recomputed})

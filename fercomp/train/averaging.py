@@ -33,6 +33,16 @@ class LastEpochsAverage:
     def epochs_averaged(self) -> int:
         return int(self.average.n_averaged)
 
+    @property
+    def span(self) -> list[int]:
+        """[first, last] epoch averaged so far (an early stop ends the window sooner)."""
+        return [self.first, self.first + self.epochs_averaged - 1]
+
+    def verdict(self, val_report: dict, best_single_acc: float) -> dict:
+        """What the manifest records: the epochs, the average's validation figures, and whether it is kept."""
+        return {"epochs": self.span, "val_acc": val_report["accuracy"], "val_macro_f1": val_report["macro_f1"],
+                "kept": val_report["accuracy"] > best_single_acc}
+
     def after_epoch(self, model: torch.nn.Module, epoch: int) -> None:
         if epoch >= self.first:
             self.average.update_parameters(model)
@@ -49,8 +59,14 @@ class LastEpochsAverage:
 
     def finalize(self, images: torch.Tensor, norm: dict, memory_format=torch.contiguous_format) -> torch.nn.Module:
         """The averaged model with BatchNorm statistics recomputed on `images` (uint8 [N,1,H,W]), in order."""
-        update_bn(_normalized_batches(images, norm, memory_format), self.average.module)
-        return self.average.module.eval()
+        return recompute_batchnorm(self.average.module, images, norm, memory_format)
+
+
+def recompute_batchnorm(model: torch.nn.Module, images: torch.Tensor, norm: dict,
+                        memory_format=torch.contiguous_format) -> torch.nn.Module:
+    """`model` (in eval mode) with its BatchNorm statistics recomputed on uint8 `images`, BN_BATCH at a time in order."""
+    update_bn(_normalized_batches(images, norm, memory_format), model)
+    return model.eval()
 
 
 def _normalized_batches(images: torch.Tensor, norm: dict, memory_format) -> Iterator[torch.Tensor]:

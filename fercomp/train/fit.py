@@ -424,8 +424,14 @@ def fit(
         barrier(group)
         leave_group(group)
         return Run.load(run.path)
-    if swa is not None and swa.epochs_averaged:
-        keep_better_average(run, swa, train_x, val, data.class_names, norm, memory_format, state, spec, recipe, log)
+    if swa is not None and swa.epochs_averaged:  # kept as the run's model only if it beats the best epoch on val
+        averaged = swa.finalize(train_x, norm, memory_format)
+        state["swa"] = swa.verdict(evaluate_model(averaged, val, data.class_names, norm)[0], state["best_acc"])
+        if state["swa"]["kept"]:
+            recipe.save_best(run, averaged, spec)
+        log(f"average of epochs {swa.span[0]}-{swa.span[1]}: val_acc {state['swa']['val_acc']:.1%} "
+            f"({'kept: better than' if state['swa']['kept'] else 'not kept: best single epoch'} "
+            f"epoch {state['best_epoch']}'s {state['best_acc']:.1%})", highlight=False)
     finished = recipe.finish(run, cfg, data, state, model)
     barrier(group)
     leave_group(group)
@@ -511,22 +517,6 @@ def sparsity_masks(model: torch.nn.Module) -> dict[torch.nn.Parameter, torch.Ten
             if not bool(mask.all()):
                 masks[module.weight] = mask.to(module.weight.dtype)
     return masks
-
-
-def keep_better_average(run: Run, swa: LastEpochsAverage, train_x: torch.Tensor, val, class_names, norm: dict,
-                        memory_format, state: dict, spec: dict, recipe: FloatRecipe, log) -> None:
-    """Recompute the epoch average's BatchNorm statistics, validate it, and save it as the run's model
-    if it beats the best single epoch on validation; the manifest records which one was kept."""
-    averaged = swa.finalize(train_x, norm, memory_format)
-    report, _ = evaluate_model(averaged, val, class_names, norm)
-    kept = report["accuracy"] > state["best_acc"]
-    if kept:
-        recipe.save_best(run, averaged, spec)
-    state["swa"] = {"epochs": [swa.first, swa.first + swa.epochs_averaged - 1], "val_acc": report["accuracy"],
-                    "val_macro_f1": report["macro_f1"], "kept": kept}
-    log(f"average of epochs {swa.first}-{swa.first + swa.epochs_averaged - 1}: val_acc {report['accuracy']:.1%} "
-        + ("(kept: better than" if kept else "(not kept: best single epoch")
-        + f" epoch {state['best_epoch']}'s {state['best_acc']:.1%})", highlight=False)
 
 
 def _save_epoch(run: Run, model, optimizer, generator: torch.Generator, state: dict, ema=None, scaler=None,
